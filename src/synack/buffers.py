@@ -1,0 +1,91 @@
+"""Receive-side reassembly of out-of-order segments, with a memory bound.
+
+Pure data structure keyed by sequence numbers (mod 2**32); RFC 9293 §3.10.7.4 SHLD-31: "Segments
+with higher beginning sequence numbers SHOULD be held for later processing."
+"""
+
+from __future__ import annotations
+
+__all__ = ["ReassemblyQueue"]
+
+_MASK = 0xFFFFFFFF
+
+
+class ReassemblyQueue:
+    """Holds out-of-order data as disjoint, sorted blocks ``[start, bytes]`` (start = sequence
+    number). ``limit`` bounds the octets held; data past it is refused (the sender retransmits)."""
+
+    __slots__ = ("_blocks", "held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._blocks: list[tuple[int, bytes]] = []
+        self.held = 0
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def add(self, seq: int, data: bytes, rcv_nxt: int) -> bool:
+        """Store ``data`` starting at ``seq`` (which is after ``rcv_nxt``). Overlaps with data
+        already held are trimmed so every octet is stored once. Returns False if refused."""
+        if not data:
+            return True
+        # Work in offsets from rcv_nxt so that comparisons do not wrap.
+        start = (seq - rcv_nxt) & _MASK
+        end = start + len(data)
+        merged: list[tuple[int, bytes]] = []
+        pieces: list[tuple[int, bytes]] = [(start, data)]
+        for bseq, bdata in self._blocks:
+            b0 = (bseq - rcv_nxt) & _MASK
+            b1 = b0 + len(bdata)
+            nxt: list[tuple[int, bytes]] = []
+            for p0, pdata in pieces:
+                p1 = p0 + len(pdata)
+                if p1 <= b0 or p0 >= b1:
+                    nxt.append((p0, pdata))
+                    continue
+                if p0 < b0:
+                    nxt.append((p0, pdata[: b0 - p0]))
+                if p1 > b1:
+                    nxt.append((b1, pdata[b1 - p0:]))
+            pieces = nxt
+            merged.append((b0, bdata))
+        added = sum(len(p) for _, p in pieces)
+        if self.held + added > self.limit:
+            return False
+        merged.extend(pieces)
+        merged.sort(key=lambda b: b[0])
+        # Coalesce adjacent blocks.
+        out: list[tuple[int, bytes]] = []
+        for b0, bdata in merged:
+            if out and out[-1][0] + len(out[-1][1]) == b0:
+                out[-1] = (out[-1][0], out[-1][1] + bdata)
+            else:
+                out.append((b0, bdata))
+        self._blocks = [((b0 + rcv_nxt) & _MASK, bdata) for b0, bdata in out]
+        self.held += added
+        return True
+
+    def pop_ready(self, rcv_nxt: int) -> bytes:
+        """Remove and return the data that now starts at (or before) ``rcv_nxt``."""
+        out = b""
+        while self._blocks:
+            bseq, bdata = self._blocks[0]
+            off = (rcv_nxt - bseq) & _MASK
+            if off >= (1 << 31):  # block starts after rcv_nxt: a hole remains
+                break
+            self._blocks.pop(0)
+            self.held -= len(bdata)
+            if off < len(bdata):
+                out += bdata[off:]
+                rcv_nxt = (rcv_nxt + len(bdata) - off) & _MASK
+        return out
+
+    def sack_blocks(self, limit: int = 3) -> tuple[tuple[int, int], ...]:
+        """RFC 2018 §4: SACK blocks for the data held (the most recently changed first is
+        recommended; we report the lowest blocks, which is what a sender needs to fill holes)."""
+        return tuple((s, (s + len(d)) & _MASK) for s, d in self._blocks[:limit])
+
+    def clear(self) -> None:
+        self._blocks.clear()
+        self.held = 0

@@ -1,0 +1,1600 @@
+"""One TCP connection (the TCB of RFC 9293 §3.3.1) and every state transition it can make.
+
+Sans-IO: the connection never reads a clock or touches a socket. Time is the ``now`` argument of
+every call (seconds, monotonic). Input only changes state; the driver then pulls what is due with
+:meth:`Connection.segments_to_send`, asks :meth:`Connection.next_deadline` when to come back, and
+calls :meth:`Connection.handle_timeout` then.
+
+Segment arrival follows RFC 9293 §3.10.7 step by step: the CLOSED/LISTEN/SYN-SENT procedures, then
+for the other states (1) sequence check, (2) RST, (3) security (not applicable: no compartments),
+(4) SYN, (5) ACK, (6) URG, (7) text, (8) FIN. Every change of state goes through
+:meth:`Connection._set_state`, which checks it against :data:`TRANSITIONS` — the same table from
+which ``synack states`` draws the state diagram.
+
+Output is derived from the TCB, not queued: the SYN is (re)sent while SND.NXT = ISS, data from
+SND.NXT, the FIN when SND.NXT reaches it; a retransmission timeout simply rewinds SND.NXT to SND.UNA.
+``snd_max`` is the highest sequence number ever sent (the RFC's SND.NXT before a rewind); ACK
+acceptability is checked against it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from synack.buffers import ReassemblyQueue
+from synack.congestion import CongestionControl, make_congestion_control
+from synack.timers import RttEstimator
+from synack.wire import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    Mss,
+    Nop,
+    Option,
+    Sack,
+    SackPermitted,
+    Segment,
+    Timestamps,
+    WindowScale,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "Config",
+    "Connection",
+    "ConnectionAborted",
+    "ConnectionClosing",
+    "ConnectionExists",
+    "ConnectionRefused",
+    "ConnectionReset",
+    "ConnectionTimedOut",
+    "Event",
+    "InsufficientResources",
+    "LocalError",
+    "NoConnection",
+    "RemoteError",
+    "State",
+    "TcpError",
+    "Transition",
+    "reset_for",
+]
+
+_MASK: Final = 0xFFFFFFFF
+_HALF: Final = 1 << 31
+
+
+def _lt(a: int, b: int) -> bool:
+    return ((a - b) & _MASK) >= _HALF
+
+
+def _le(a: int, b: int) -> bool:
+    return a == b or ((a - b) & _MASK) >= _HALF
+
+
+def _diff(a: int, b: int) -> int:
+    return ((a - b + _HALF) & _MASK) - _HALF
+
+
+# ---------------------------------------------------------------------------------------------
+# States, transitions, errors, events
+# ---------------------------------------------------------------------------------------------
+
+
+class State(enum.Enum):
+    """The 11 states of RFC 9293 §3.3.2 (CLOSED is the fictional "no TCB" state)."""
+
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def synchronized(self) -> bool:
+        return self not in _UNSYNCHRONIZED
+
+
+_UNSYNCHRONIZED: Final = frozenset((State.CLOSED, State.LISTEN, State.SYN_SENT))
+S = State
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One arrow of the state diagram: ``event`` causes ``src`` → ``dst`` and ``action`` is sent.
+    ``main`` marks the arrows of RFC 9293 Figure 5; the others are resets, aborts and timeouts."""
+
+    src: State
+    dst: State
+    event: str
+    action: str = ""
+    main: bool = True
+
+
+TRANSITIONS: Final[tuple[Transition, ...]] = (
+    Transition(S.CLOSED, S.LISTEN, "passive OPEN", "create TCB"),
+    Transition(S.CLOSED, S.SYN_SENT, "active OPEN", "snd SYN"),
+    Transition(S.LISTEN, S.SYN_RECEIVED, "rcv SYN", "snd SYN,ACK"),
+    Transition(S.LISTEN, S.SYN_SENT, "SEND", "snd SYN"),
+    Transition(S.LISTEN, S.CLOSED, "CLOSE", "delete TCB"),
+    Transition(S.SYN_SENT, S.SYN_RECEIVED, "rcv SYN", "snd SYN,ACK"),
+    Transition(S.SYN_SENT, S.ESTABLISHED, "rcv SYN,ACK", "snd ACK"),
+    Transition(S.SYN_SENT, S.CLOSED, "CLOSE", "delete TCB"),
+    Transition(S.SYN_RECEIVED, S.ESTABLISHED, "rcv ACK of SYN"),
+    Transition(S.SYN_RECEIVED, S.FIN_WAIT_1, "CLOSE", "snd FIN"),
+    Transition(S.SYN_RECEIVED, S.LISTEN, "rcv RST (passive open)", main=False),
+    Transition(S.ESTABLISHED, S.FIN_WAIT_1, "CLOSE", "snd FIN"),
+    Transition(S.ESTABLISHED, S.CLOSE_WAIT, "rcv FIN", "snd ACK"),
+    Transition(S.FIN_WAIT_1, S.FIN_WAIT_2, "rcv ACK of FIN"),
+    Transition(S.FIN_WAIT_1, S.CLOSING, "rcv FIN", "snd ACK"),
+    Transition(S.FIN_WAIT_1, S.TIME_WAIT, "rcv FIN + ACK of FIN", "snd ACK"),
+    Transition(S.FIN_WAIT_2, S.TIME_WAIT, "rcv FIN", "snd ACK"),
+    Transition(S.CLOSE_WAIT, S.LAST_ACK, "CLOSE", "snd FIN"),
+    Transition(S.CLOSING, S.TIME_WAIT, "rcv ACK of FIN"),
+    Transition(S.LAST_ACK, S.CLOSED, "rcv ACK of FIN", "delete TCB"),
+    Transition(S.TIME_WAIT, S.CLOSED, "timeout=2MSL", "delete TCB"),
+    # Resets, aborts and timeouts (RFC 9293 §3.10.5, §3.10.7.3/4, §3.10.8)
+    Transition(S.SYN_SENT, S.CLOSED, "rcv RST / timeout / ABORT", main=False),
+    Transition(S.SYN_RECEIVED, S.CLOSED, "rcv RST (active open) / timeout / ABORT", main=False),
+    Transition(S.ESTABLISHED, S.CLOSED, "rcv RST / timeout / ABORT", main=False),
+    Transition(S.FIN_WAIT_1, S.CLOSED, "rcv RST / timeout / ABORT", main=False),
+    Transition(S.FIN_WAIT_2, S.CLOSED, "rcv RST / timeout / ABORT", main=False),
+    Transition(S.CLOSE_WAIT, S.CLOSED, "rcv RST / timeout / ABORT", main=False),
+    Transition(S.CLOSING, S.CLOSED, "rcv RST / timeout / ABORT", main=False),
+    Transition(S.LAST_ACK, S.CLOSED, "rcv RST / timeout / ABORT", main=False),
+    Transition(S.TIME_WAIT, S.CLOSED, "rcv RST / ABORT", main=False),
+)
+
+_LEGAL: Final = frozenset((t.src, t.dst) for t in TRANSITIONS)
+
+
+class TcpError(Exception):
+    """Base of every error the core raises or records."""
+
+
+class LocalError(TcpError):
+    """The user asked for something the current state does not allow (RFC 9293 §3.10.1–6)."""
+
+
+class NoConnection(LocalError):
+    """"error: connection does not exist"."""
+
+
+class ConnectionExists(LocalError):
+    """"error: connection already exists"."""
+
+
+class ConnectionClosing(LocalError):
+    """"error: connection closing"."""
+
+
+class InsufficientResources(LocalError):
+    """"error: insufficient resources"."""
+
+
+class RemoteError(TcpError):
+    """The connection failed because of the peer or the network. Recorded in ``Connection.error``."""
+
+
+class ConnectionReset(RemoteError):
+    """"connection reset": the peer sent an acceptable RST."""
+
+
+class ConnectionRefused(RemoteError):
+    """"connection refused": RST in answer to our SYN."""
+
+
+class ConnectionTimedOut(RemoteError):
+    """Retransmissions reached R2, the user timeout expired, or keep-alive probes went unanswered."""
+
+
+class ConnectionAborted(RemoteError):
+    """The local user aborted the connection (ABORT call)."""
+
+
+class Event(enum.Enum):
+    """What a connection tells its user (RFC 9293 §3.9.1.8 asynchronous reports, MUST-47)."""
+
+    CONNECTED = "connected"
+    READABLE = "readable"
+    SEND_SPACE = "send-space"
+    PEER_CLOSED = "peer-closed"
+    RESET = "reset"
+    REFUSED = "refused"
+    TIMED_OUT = "timed-out"
+    CLOSED = "closed"
+    DELIVERY_PROBLEM = "delivery-problem"  # R1 reached (SHLD-9)
+    URGENT = "urgent"
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a user can tune, per connection. Defaults follow the RFCs; ``lab()`` is a set
+    of shorter timers for the simulated network.
+
+    * ``mss``: the MSS we announce (MUST-14, MUST-67); None = derived from the MTU by the host.
+    * ``snd_buf``/``rcv_buf``: octets of send and receive buffer (SO_SNDBUF/SO_RCVBUF).
+    * ``msl``: maximum segment lifetime; TIME-WAIT lasts 2×MSL (RFC 9293 §3.4.2: 2 minutes).
+    * ``rto_initial``/``rto_min``/``rto_max``: RFC 6298 (1 s, 1 s, 60 s).
+    * ``r1``: retransmissions before the delivery-problem report (SHLD-10: at least 3).
+    * ``r2``/``r2_syn``: seconds of retransmission before giving up (SHLD-11: ≥ 100 s;
+      MUST-23: ≥ 3 minutes for a SYN). Per connection (MUST-21).
+    * ``user_timeout``: seconds unacknowledged data may wait before the connection is aborted.
+    * ``keepalive``/``keepidle``/``keepintvl``/``keepcnt``: RFC 9293 §3.8.4 (MUST-24..29):
+      off by default, idle 2 hours, then ``keepcnt`` probes ``keepintvl`` apart.
+    * ``delayed_ack``: delay of a lone ACK (MUST-40: < 0.5 s; 0 = ACK every segment at once).
+    * ``nodelay``: disable Nagle (MUST-17).
+    * ``fin_wait_2_timeout``: abort an orphaned FIN-WAIT-2 after this long (None: never, as in the RFC).
+    * ``window_scaling``/``timestamps``/``sack``: offer RFC 7323/2018 options on the SYN.
+    * ``challenge_ack_limit``: RFC 5961 §7 challenge ACKs per second per connection.
+    * ``ooo_limit``: octets of out-of-order data held (None: the receive buffer size).
+    * ``congestion``: the congestion-control algorithm ("newreno").
+    """
+
+    mss: int | None = None
+    snd_buf: int = 256 * 1024
+    rcv_buf: int = 256 * 1024
+    msl: float = 120.0
+    rto_initial: float = 1.0
+    rto_min: float = 1.0
+    rto_max: float = 60.0
+    r1: int = 3
+    r2: float = 100.0
+    r2_syn: float = 180.0
+    user_timeout: float | None = None
+    keepalive: bool = False
+    keepidle: float = 7200.0
+    keepintvl: float = 75.0
+    keepcnt: int = 9
+    delayed_ack: float = 0.2
+    nodelay: bool = False
+    fin_wait_2_timeout: float | None = None
+    window_scaling: bool = True
+    timestamps: bool = True
+    sack: bool = True
+    challenge_ack_limit: int = 10
+    ooo_limit: int | None = None
+    congestion: str = "newreno"
+
+    def __post_init__(self) -> None:
+        if self.mss is not None and not 64 <= self.mss <= 65495:
+            raise ValueError(f"mss {self.mss} out of range 64..65495")
+        if self.snd_buf < 1 or self.rcv_buf < 1:
+            raise ValueError("buffer sizes must be positive")
+        if self.msl < 0:
+            raise ValueError("msl must not be negative")
+        if not 0 <= self.delayed_ack < 0.5:
+            raise ValueError("delayed_ack must be in [0, 0.5) seconds (RFC 9293 MUST-40)")
+        if self.keepidle <= 0 or self.keepintvl <= 0 or self.keepcnt < 1:
+            raise ValueError("keepalive idle/interval must be > 0 and count >= 1")
+
+    def with_(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+    @classmethod
+    def lab(cls, **changes: Any) -> Config:
+        """Shorter timers for the simulated network: MSL 1 s (TIME-WAIT 2 s), no delayed ACK."""
+        base = cls(msl=1.0, delayed_ack=0.0)
+        return replace(base, **changes)
+
+
+def _default_mss(ipv6: bool) -> int:
+    """MUST-15: 536 for IPv4, 1220 for IPv6 when no MSS option was received."""
+    return 1220 if ipv6 else 536
+
+
+# ---------------------------------------------------------------------------------------------
+# Reset generation for segments that belong to no connection (RFC 9293 §3.5.2, §3.10.7.1)
+# ---------------------------------------------------------------------------------------------
+
+
+def reset_for(seg: Segment) -> Segment | None:
+    """The RST that answers ``seg`` when no connection wants it (or None: never RST a RST).
+
+    If the ACK bit is on: ``<SEQ=SEG.ACK><CTL=RST>``; otherwise
+    ``<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`` (RFC 9293 §3.10.7.1).
+    """
+    if seg.flags & RST:
+        return None
+    if seg.ack is not None:
+        return Segment(seg.dst_port, seg.src_port, seg.ack, None, RST, 0)
+    return Segment(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & _MASK, RST | ACK, 0)
+
+
+Tracer = Callable[["Connection", str, dict[str, Any]], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# The connection
+# ---------------------------------------------------------------------------------------------
+
+
+class Connection:
+    """The transmission control block and its event processing (RFC 9293 §3.3.1, §3.10).
+
+    Send sequence variables: ``snd_una``, ``snd_nxt``, ``snd_wnd``, ``snd_up``, ``snd_wl1``,
+    ``snd_wl2``, ``iss`` (plus ``snd_max``, the highest sequence number sent).
+    Receive sequence variables: ``rcv_nxt``, ``rcv_wnd`` (derived from the advertised right edge
+    ``rcv_adv``), ``rcv_up``, ``irs``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "now",
+        "notify",
+        "reuseaddr",
+        "_ack_now",
+        "_ack_pending_segs",
+        "_app_closed",
+        "_chal_count",
+        "_chal_start",
+        "_fast_rexmit",
+        "_fin_queued",
+        "_ka_probes",
+        "_last_rcv",
+        "_ooo",
+        "_ooo_fin",
+        "_out",
+        "_peer_fin",
+        "_persist_backoff",
+        "_probe_due",
+        "_r1_reported",
+        "_rbuf",
+        "_rexmit_start",
+        "_rexmits",
+        "_rtt_seq",
+        "_rtt_time",
+        "_sbuf",
+        "_sbuf_seq",
+        "_syn_opts_sent",
+        "_t_delack",
+        "_t_finwait2",
+        "_t_keepalive",
+        "_t_persist",
+        "_t_rexmit",
+        "_t_timewait",
+        "cc",
+        "config",
+        "error",
+        "events",
+        "ipv6",
+        "irs",
+        "iss",
+        "last_ack_sent",
+        "local_addr",
+        "local_port",
+        "max_snd_wnd",
+        "passive",
+        "rcv_adv",
+        "rcv_mss",
+        "rcv_nxt",
+        "rcv_up",
+        "rcv_wscale",
+        "remote_addr",
+        "remote_port",
+        "rtt",
+        "sack_ok",
+        "snd_max",
+        "snd_mss",
+        "snd_nxt",
+        "snd_una",
+        "snd_up",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "state",
+        "stats",
+        "tos",
+        "tracer",
+        "ts_offset",
+        "ts_ok",
+        "ts_recent",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        *,
+        iss: int,
+        config: Config | None = None,
+        mtu: int = 1500,
+        ts_offset: int = 0,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.config = cfg = config or Config()
+        self.local_addr, self.local_port = local
+        self.remote_addr, self.remote_port = remote
+        self.ipv6 = ":" in self.local_addr
+        self.state = State.CLOSED
+        self.passive = False
+        self.tracer = tracer
+        self.notify: Callable[[Connection], None] | None = None
+        self.now = 0.0
+        self.reuseaddr = False
+        self.error: TcpError | None = None
+        self.events: list[Event] = []
+        self.ttl = 64  # MUST-49
+        self.tos = 0  # MUST-48
+        # Send sequence space (RFC 9293 §3.3.1)
+        self.iss = iss & _MASK
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        self.snd_wnd = 0
+        self.snd_up = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        # Receive sequence space
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0
+        self.rcv_up = 0
+        self.last_ack_sent = 0
+        # Options
+        header = 60 if self.ipv6 else 40
+        self.rcv_mss = cfg.mss if cfg.mss is not None else max(mtu - header, 64)
+        self.snd_mss = _default_mss(self.ipv6)
+        self.rcv_wscale = 0
+        self.snd_wscale = 0
+        self.ts_ok = False
+        self.ts_offset = ts_offset & _MASK
+        self.ts_recent = 0
+        self.sack_ok = False
+        self._syn_opts_sent = False
+        # Buffers
+        self._sbuf = bytearray()
+        self._sbuf_seq = (self.iss + 1) & _MASK
+        self._rbuf = bytearray()
+        self._ooo: ReassemblyQueue | None = None
+        self._ooo_fin: int | None = None
+        self._fin_queued = False
+        self._peer_fin = False
+        self._app_closed = False
+        # Output flags
+        self._out: list[Segment] = []
+        self._ack_now = False
+        self._ack_pending_segs = 0
+        self._fast_rexmit = False
+        self._probe_due = False
+        # Timers (absolute deadlines, or None)
+        self._t_rexmit: float | None = None
+        self._t_delack: float | None = None
+        self._t_timewait: float | None = None
+        self._t_keepalive: float | None = None
+        self._t_persist: float | None = None
+        self._t_finwait2: float | None = None
+        self._persist_backoff = 0
+        self._rexmit_start: float | None = None
+        self._rexmits = 0
+        self._r1_reported = False
+        self._rtt_seq: int | None = None
+        self._rtt_time = 0.0
+        self._last_rcv = 0.0
+        self._ka_probes = 0
+        self._chal_start = -1.0
+        self._chal_count = 0
+        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self.cc: CongestionControl = make_congestion_control(cfg.congestion, self.snd_mss)
+        self.stats = [0, 0, 0]  # segments in, segments out, retransmissions
+
+    # -----------------------------------------------------------------------------------------
+    # Small helpers
+    # -----------------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (f"<Connection {self.local_addr}:{self.local_port} -> {self.remote_addr}:{self.remote_port}"
+                f" {self.state.value}>")
+
+    @property
+    def rcv_wnd(self) -> int:
+        """RCV.WND: the window we have advertised, from RCV.NXT to the advertised right edge."""
+        return max(_diff(self.rcv_adv, self.rcv_nxt), 0)
+
+    @property
+    def fin_seq(self) -> int | None:
+        """Sequence number of our FIN once CLOSE was called (it follows the last data octet)."""
+        if not self._fin_queued:
+            return None
+        return (self._sbuf_seq + len(self._sbuf)) & _MASK
+
+    @property
+    def fin_acked(self) -> bool:
+        f = self.fin_seq
+        return f is not None and self.snd_una == (f + 1) & _MASK
+
+    @property
+    def send_space(self) -> int:
+        """Octets SEND would accept now (SO_SNDBUF minus what is buffered)."""
+        return max(self.config.snd_buf - len(self._sbuf), 0)
+
+    @property
+    def readable(self) -> int:
+        """Octets ready for RECEIVE."""
+        return len(self._rbuf)
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer's FIN has been received and every octet before it has been read."""
+        return self._peer_fin and not self._rbuf
+
+    @property
+    def unsent(self) -> int:
+        return len(self._sbuf) - _diff(self.snd_nxt, self._sbuf_seq)
+
+    def _trace(self, kind: str, **fields: Any) -> None:
+        if self.tracer is not None:
+            self.tracer(self, kind, fields)
+
+    def _touch(self, now: float) -> None:
+        """A user call happened at ``now``: remember the time and tell the owner (a Host) that
+        this connection may have something to send."""
+        self.now = now
+        if self.notify is not None:
+            self.notify(self)
+
+    def _set_state(self, new: State, why: str) -> None:
+        """The one place where the state changes (checked against TRANSITIONS)."""
+        old = self.state
+        if (old, new) not in _LEGAL:
+            raise AssertionError(f"illegal transition {old}=>{new} ({why})")
+        self.state = new
+        self._trace("state", old=old, new=new, why=why)
+
+    def _event(self, ev: Event) -> None:
+        self.events.append(ev)
+
+    def drain_events(self) -> list[Event]:
+        ev = self.events
+        self.events = []
+        return ev
+
+    # -----------------------------------------------------------------------------------------
+    # User calls (RFC 9293 §3.10.1–§3.10.6)
+    # -----------------------------------------------------------------------------------------
+
+    def open_active(self, now: float) -> None:
+        """OPEN, active (§3.10.1): send <SEQ=ISS><CTL=SYN>, enter SYN-SENT."""
+        self._touch(now)
+        self._trace("call", call="OPEN active")
+        if self.state is State.CLOSED:
+            self._set_state(State.SYN_SENT, "active OPEN")
+        elif self.state is State.LISTEN:
+            self.passive = False
+            self._set_state(State.SYN_SENT, "SEND/OPEN on a listening TCB")
+        else:
+            raise ConnectionExists("error: connection already exists")
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        self._last_rcv = now
+
+    def open_passive(self, now: float) -> None:
+        """OPEN, passive (§3.10.1): enter LISTEN."""
+        self._touch(now)
+        self._trace("call", call="OPEN passive")
+        if self.state is not State.CLOSED:
+            raise ConnectionExists("error: connection already exists")
+        self.passive = True
+        self._set_state(State.LISTEN, "passive OPEN")
+
+    def send(self, data: bytes, now: float) -> int:
+        """SEND (§3.10.2). Queues as much of ``data`` as the send buffer has room for and returns
+        that count (0 when full: backpressure, the buffer never grows past ``snd_buf``)."""
+        self._touch(now)
+        st = self.state
+        if st is State.CLOSED:
+            raise self.error if isinstance(self.error, RemoteError) else NoConnection(
+                "error: connection does not exist")
+        if st is State.LISTEN:
+            self.open_active(now)  # §3.10.2 LISTEN: change from passive to active
+        elif self._fin_queued or st not in _CAN_SEND:
+            raise ConnectionClosing("error: connection closing")
+        room = self.config.snd_buf - len(self._sbuf)
+        if room <= 0:
+            return 0
+        chunk = data if len(data) <= room else data[:room]
+        self._sbuf += chunk
+        return len(chunk)
+
+    def receive(self, max_bytes: int, now: float) -> bytes | None:
+        """RECEIVE (§3.10.3). Returns up to ``max_bytes`` octets; ``b""`` at end of stream (the
+        peer's FIN was consumed — the RFC's "connection closing" reply); ``None`` when nothing is
+        available yet. A connection that failed raises its error."""
+        self._touch(now)
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        if self._rbuf:
+            n = min(max_bytes, len(self._rbuf))
+            data = bytes(self._rbuf[:n])
+            del self._rbuf[:n]
+            self._window_opened(now)
+            return data
+        if self._peer_fin:
+            return b""
+        if self.state is State.CLOSED:
+            if isinstance(self.error, RemoteError):
+                raise self.error
+            if self.error is None and self.passive is False and self.stats[0] == 0:
+                raise NoConnection("error: connection does not exist")
+            return b""
+        if self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            raise ConnectionClosing("error: connection closing")
+        return None
+
+    def close(self, now: float, *, discard_input: bool = False) -> None:
+        """CLOSE (§3.10.4): "I have no more to send". Queued data still goes out before the FIN
+        (L13). With ``discard_input`` (the socket close(): MAY-1 half-duplex close) unread data
+        makes it an abort with RST (SHLD-3), and data arriving later draws a RST."""
+        self._touch(now)
+        self._trace("call", call="CLOSE")
+        st = self.state
+        if discard_input:
+            self._app_closed = True
+            if self._rbuf and st.synchronized:
+                self.abort(now, why="CLOSE with unread data (SHLD-3)")
+                return
+        if st is State.CLOSED:
+            raise NoConnection("error: connection does not exist")
+        if st is State.LISTEN:
+            self._set_state(State.CLOSED, "CLOSE")
+            self._clear_timers()
+            self._event(Event.CLOSED)
+            return
+        if st is State.SYN_SENT:
+            self._set_state(State.CLOSED, "CLOSE")
+            self._clear_timers()
+            self._sbuf.clear()
+            self._event(Event.CLOSED)
+            return
+        if st in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            if self._fin_queued:
+                raise ConnectionClosing("error: connection closing")
+            self._fin_queued = True
+            if st is State.CLOSE_WAIT:
+                self._set_state(State.LAST_ACK, "CLOSE")
+            elif st is State.ESTABLISHED or not self._sbuf:
+                self._set_state(State.FIN_WAIT_1, "CLOSE")
+            # SYN-RECEIVED with pending data: FIN-WAIT-1 is entered on reaching ESTABLISHED.
+            return
+        if st in (State.FIN_WAIT_1, State.FIN_WAIT_2):
+            return  # §3.10.4: an "ok" is acceptable as long as no second FIN is emitted
+        raise ConnectionClosing("error: connection closing")
+
+    def abort(self, now: float, *, why: str = "ABORT") -> None:
+        """ABORT (§3.10.5): <SEQ=SND.NXT><CTL=RST> from a synchronized state, then CLOSED.
+        This is what ``SO_LINGER`` with a zero timeout does on close (L12)."""
+        self._touch(now)
+        self._trace("call", call="ABORT")
+        st = self.state
+        if st is State.CLOSED:
+            raise NoConnection("error: connection does not exist")
+        if st in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                  State.CLOSE_WAIT):
+            self._out.append(self._make(self.snd_max, None, RST, b"", now, window=False))
+        self._teardown(ConnectionAborted("connection aborted by the local user"), why, report=False)
+
+    def status(self) -> dict[str, Any]:
+        """STATUS (§3.10.6): the state and the TCB (same as :meth:`snapshot`)."""
+        if self.state is State.CLOSED and self.error is None and self.stats[0] == 0 and not self.passive:
+            raise NoConnection("error: connection does not exist")
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every variable of the TCB, the timers and the buffers, as plain values."""
+        return {
+            "state": self.state.value,
+            "local": f"{self.local_addr}:{self.local_port}",
+            "remote": f"{self.remote_addr}:{self.remote_port}",
+            "iss": self.iss, "snd_una": self.snd_una, "snd_nxt": self.snd_nxt, "snd_max": self.snd_max,
+            "snd_wnd": self.snd_wnd, "snd_wl1": self.snd_wl1, "snd_wl2": self.snd_wl2,
+            "irs": self.irs, "rcv_nxt": self.rcv_nxt, "rcv_wnd": self.rcv_wnd,
+            "snd_mss": self.snd_mss, "rcv_mss": self.rcv_mss,
+            "snd_wscale": self.snd_wscale, "rcv_wscale": self.rcv_wscale,
+            "timestamps": self.ts_ok, "sack": self.sack_ok,
+            "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh,
+            "srtt": self.rtt.srtt, "rttvar": self.rtt.rttvar, "rto": self.rtt.rto,
+            "send_buffered": len(self._sbuf), "unsent": self.unsent, "recv_buffered": len(self._rbuf),
+            "out_of_order": self._ooo.held if self._ooo else 0,
+            "timers": {k: v for k, v in (
+                ("retransmit", self._t_rexmit), ("delayed_ack", self._t_delack),
+                ("time_wait", self._t_timewait), ("keepalive", self._t_keepalive),
+                ("persist", self._t_persist), ("fin_wait_2", self._t_finwait2)) if v is not None},
+            "segments_in": self.stats[0], "segments_out": self.stats[1], "retransmissions": self.stats[2],
+            "error": None if self.error is None else type(self.error).__name__,
+        }
+
+    # -----------------------------------------------------------------------------------------
+    # SEGMENT ARRIVES (RFC 9293 §3.10.7)
+    # -----------------------------------------------------------------------------------------
+
+    def handle_segment(self, seg: Segment, now: float) -> None:
+        """Process one arriving segment (already checksummed and demultiplexed to us)."""
+        self.now = now
+        self.stats[0] += 1
+        self._trace("in", seg=seg)
+        st = self.state
+        if st is State.CLOSED:
+            self._closed_arrives(seg)
+        elif st is State.LISTEN:
+            self._listen_arrives(seg, now)
+        elif st is State.SYN_SENT:
+            self._syn_sent_arrives(seg, now)
+        else:
+            self._other_arrives(seg, now)
+
+    def _drop(self, reason: str) -> None:
+        self._trace("drop", reason=reason)
+
+    def _closed_arrives(self, seg: Segment) -> None:
+        """§3.10.7.1: everything is discarded; anything but a RST draws a RST."""
+        rst = reset_for(seg)
+        if rst is not None:
+            self._out.append(rst)
+
+    def _listen_arrives(self, seg: Segment, now: float) -> None:
+        """§3.10.7.2."""
+        flags = seg.flags
+        if flags & RST:  # first: an incoming RST should be ignored
+            self._drop("RST in LISTEN")
+            return
+        if seg.ack is not None:  # second: any acknowledgment is bad in LISTEN
+            self._out.append(Segment(seg.dst_port, seg.src_port, seg.ack, None, RST, 0))
+            self._drop("ACK in LISTEN")
+            return
+        if not flags & SYN:  # fourth: other control or text: drop
+            self._drop("no SYN in LISTEN")
+            return
+        # third: SYN. RCV.NXT <- SEG.SEQ+1, IRS <- SEG.SEQ; send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>
+        self._take_syn_options(seg)
+        self.irs = seg.seq
+        self.rcv_nxt = (seg.seq + 1) & _MASK
+        self.snd_wnd = seg.window  # SYN windows are never scaled (RFC 7323 §2.2)
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = 0
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        self._last_rcv = now
+        self._set_state(State.SYN_RECEIVED, "rcv SYN")
+        # Data on a SYN is not taken (no TCP Fast Open): it is not acknowledged, so the peer
+        # sends it again once the connection is established.
+
+    def _syn_sent_arrives(self, seg: Segment, now: float) -> None:
+        """§3.10.7.3."""
+        flags = seg.flags
+        ack = seg.ack
+        # First, check the ACK bit.
+        if ack is not None:
+            if _le(ack, self.iss) or _lt(self.snd_max, ack):
+                if not flags & RST:
+                    self._out.append(Segment(seg.dst_port, seg.src_port, ack, None, RST, 0))
+                self._drop("unacceptable ACK in SYN-SENT")
+                return
+        # Second, check the RST bit.
+        if flags & RST:
+            if ack is not None:
+                self._teardown(ConnectionRefused("connection refused"), "rcv RST (refused)",
+                               event=Event.REFUSED)
+            else:
+                self._drop("RST without ACK in SYN-SENT")
+            return
+        # Third: security/compartment does not apply (no IP security option is used).
+        # Fourth, check the SYN bit.
+        if not flags & SYN:
+            self._drop("neither SYN nor RST in SYN-SENT")  # fifth
+            return
+        self._take_syn_options(seg)
+        self.irs = seg.seq
+        self.rcv_nxt = (seg.seq + 1) & _MASK
+        self._last_rcv = now
+        if ack is not None:
+            self._ack_advances(ack, now)
+        if _lt(self.iss, self.snd_una):
+            # Our SYN has been ACKed: ESTABLISHED, send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
+            self.snd_wnd = seg.window  # not scaled in a SYN segment (RFC 7323 §2.2)
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = ack if ack is not None else 0
+            self._set_state(State.ESTABLISHED, "rcv SYN,ACK")
+            self._established(now)
+            self._ack_now = True
+            # Data or FIN on a SYN,ACK: continue at the sixth step (URG) of §3.10.7.4.
+            if seg.payload or flags & FIN:
+                self._process_text_and_fin(seg, (seg.seq + 1) & _MASK, seg.payload, bool(flags & FIN), now)
+            return
+        # Simultaneous open: enter SYN-RECEIVED, send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
+        self.snd_wnd = seg.window
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = 0
+        self.snd_nxt = self.iss  # the SYN,ACK is built by rewinding to ISS
+        self._set_state(State.SYN_RECEIVED, "rcv SYN (simultaneous open)")
+
+    def _acceptable(self, seq: int, seg_len: int) -> bool:
+        """RFC 9293 §3.10.7.4 Table 6: the segment acceptability test."""
+        wnd = self.rcv_wnd
+        rcv_nxt = self.rcv_nxt
+        if seg_len == 0:
+            if wnd == 0:
+                return seq == rcv_nxt
+            return ((seq - rcv_nxt) & _MASK) < wnd
+        if wnd == 0:
+            return False
+        return ((seq - rcv_nxt) & _MASK) < wnd or ((seq + seg_len - 1 - rcv_nxt) & _MASK) < wnd
+
+    def _other_arrives(self, seg: Segment, now: float) -> None:
+        """§3.10.7.4: the synchronized states and SYN-RECEIVED, in the RFC's eight steps."""
+        st = self.state
+        flags = seg.flags
+        seq = seg.seq
+        payload = seg.payload
+        syn = bool(flags & SYN)
+        fin = bool(flags & FIN)
+        seg_len = len(payload) + syn + fin
+
+        # RFC 7323 §5.3 PAWS: a segment whose timestamp is older than TS.Recent is a duplicate.
+        if self.ts_ok and not flags & RST:
+            ts = _timestamps(seg)
+            if ts is not None and ((ts.tsval - self.ts_recent) & _MASK) >= _HALF:
+                self._drop("PAWS: old timestamp")
+                self._ack_now = True
+                return
+
+        # Simultaneous open (RFC 793 Figure 8, line 6): our SYN-RECEIVED peer repeats its SYN
+        # with the ACK of our SYN; the SYN lies left of the window and is trimmed off, the rest
+        # begins exactly at RCV.NXT.
+        if syn and st is State.SYN_RECEIVED and seq == self.irs:
+            if not self.passive and seg.ack is not None:
+                seq = (seq + 1) & _MASK
+                syn = False
+                seg_len -= 1
+            elif seg.ack is None and not flags & RST:
+                # A retransmitted SYN: our SYN,ACK was lost, send it again (rewind to ISS).
+                self._drop("duplicate SYN in SYN-RECEIVED: SYN,ACK resent")
+                self.snd_nxt = self.iss
+                return
+
+        # First, check the sequence number.
+        if not self._acceptable(seq, seg_len):
+            if self.rcv_wnd == 0 and seq == self.rcv_nxt and not syn:
+                # Zero window: the text is not acceptable, but ACK, URG and RST are (MUST-66).
+                payload = b""
+                fin = False
+                self._ack_now = True
+            elif flags & RST:
+                self._drop("RST outside the window")
+                return
+            else:
+                if st is State.TIME_WAIT and fin and ((seq + seg_len) & _MASK) == self.rcv_nxt:
+                    # A retransmitted FIN: acknowledge it and restart the 2 MSL timer (L10,
+                    # §3.10.7.4 fifth step, TIME-WAIT).
+                    self._t_timewait = now + 2 * self.config.msl
+                    self._trace("timer", timer="time-wait", action="restart")
+                self._drop("unacceptable segment: ACK sent")
+                self._ack_now = True
+                return
+
+        # Second, check the RST bit (RFC 5961 §3.2).
+        if flags & RST:
+            if seq != self.rcv_nxt:
+                self._challenge_ack(now, "RST in window but not at RCV.NXT")
+                return
+            if st is State.SYN_RECEIVED:
+                if self.passive:
+                    self._reset_to_listen("rcv RST")
+                else:
+                    self._teardown(ConnectionRefused("connection refused"), "rcv RST (refused)",
+                                   event=Event.REFUSED)
+                return
+            if st in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+                self._teardown(None, "rcv RST", report=False)
+                return
+            self._teardown(ConnectionReset("connection reset by peer"), "rcv RST", event=Event.RESET)
+            return
+
+        # Third: security/compartment — not applicable.
+
+        # Fourth, check the SYN bit.
+        if syn:
+            if st is State.SYN_RECEIVED and self.passive:
+                self._reset_to_listen("rcv SYN in SYN-RECEIVED")
+                return
+            self._challenge_ack(now, "SYN in a synchronized state (RFC 5961 §4)")
+            return
+
+        # Fifth, check the ACK field.
+        ack = seg.ack
+        if ack is None:
+            self._drop("no ACK bit")
+            return
+        if st is State.SYN_RECEIVED:
+            if _lt(self.snd_una, ack) and _le(ack, self.snd_max):
+                self.snd_wnd = seg.window << self.snd_wscale
+                self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+                self.snd_wl1 = seq
+                self.snd_wl2 = ack
+                self._ack_advances(ack, now)
+                self._set_state(State.ESTABLISHED, "rcv ACK of SYN")
+                self._established(now)
+                if self._fin_queued:
+                    self._set_state(State.FIN_WAIT_1, "CLOSE (queued in SYN-RECEIVED)")
+                st = self.state
+            else:
+                self._out.append(Segment(seg.dst_port, seg.src_port, ack, None, RST, 0))
+                self._drop("unacceptable ACK in SYN-RECEIVED")
+                return
+        else:
+            # RFC 5961 §5 (MAY-12): (SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT
+            if _lt(self.snd_max, ack):
+                self._drop("ACK of data not yet sent: ACK sent")
+                self._ack_now = True
+                return
+            if _lt(ack, (self.snd_una - self.max_snd_wnd) & _MASK):
+                self._drop("ACK below SND.UNA - MAX.SND.WND (RFC 5961 §5): ACK sent")
+                self._ack_now = True
+                return
+            if _lt(self.snd_una, ack):
+                self._ack_advances(ack, now)
+            elif ack == self.snd_una and not payload and not fin and self.snd_max != self.snd_una \
+                    and (seg.window << self.snd_wscale) == self.snd_wnd:
+                # A duplicate ACK (RFC 5681 §2).
+                if self.cc.on_dupack(self.snd_max, _diff(self.snd_max, self.snd_una)):
+                    self._fast_rexmit = True
+                    self._rtt_seq = None
+            # Window update (§3.10.7.4 ESTABLISHED): SND.UNA =< SEG.ACK =< SND.NXT
+            if _lt(self.snd_wl1, seq) or (self.snd_wl1 == seq and _le(self.snd_wl2, ack)):
+                self.snd_wnd = seg.window << self.snd_wscale
+                if self.snd_wnd > self.max_snd_wnd:
+                    self.max_snd_wnd = self.snd_wnd
+                self.snd_wl1 = seq
+                self.snd_wl2 = ack
+        self._last_rcv = now
+        self._ka_probes = 0
+        if self.ts_ok:
+            ts = _timestamps(seg)
+            if ts is not None and _le(seq, self.last_ack_sent):
+                self.ts_recent = ts.tsval  # RFC 7323 §4.3
+
+        # Per-state ACK consequences.
+        if self.fin_acked:
+            if st is State.FIN_WAIT_1:
+                self._set_state(State.FIN_WAIT_2, "rcv ACK of FIN")
+                st = self.state
+                if self._app_closed and self.config.fin_wait_2_timeout is not None:
+                    self._t_finwait2 = now + self.config.fin_wait_2_timeout
+            elif st is State.CLOSING:
+                self._enter_time_wait(now, "rcv ACK of FIN")
+                return
+            elif st is State.LAST_ACK:
+                self._teardown(None, "rcv ACK of FIN", report=False)
+                return
+        if st is State.TIME_WAIT:
+            if fin:  # a retransmitted FIN: acknowledge it and restart the 2 MSL timeout
+                self._ack_now = True
+                self._t_timewait = now + 2 * self.config.msl
+                self._trace("timer", timer="time-wait", action="restart")
+            return
+
+        self._process_text_and_fin(seg, seq, payload, fin, now)
+
+    def _process_text_and_fin(self, seg: Segment, seq: int, payload: bytes, fin: bool, now: float) -> None:
+        """Sixth (URG), seventh (text) and eighth (FIN) steps of §3.10.7.4."""
+        st = self.state
+        # Sixth: URG. RCV.UP <- max(RCV.UP, SEG.UP) — urgent data is delivered inline.
+        if seg.flags & URG and st in _CAN_RECEIVE_TEXT:
+            up = (seg.seq + seg.urg) & _MASK
+            if _lt(self.rcv_up, up) or self.rcv_up == 0:
+                self.rcv_up = up
+                self._event(Event.URGENT)
+        # Seventh: the segment text.
+        if payload:
+            if st not in _CAN_RECEIVE_TEXT:
+                self._drop("text after the peer's FIN")
+                payload = b""
+            elif self._app_closed:
+                # Data for an application that has closed: it can never be read (SHLD-3).
+                self.abort(now, why="data after CLOSE (SHLD-3)")
+                return
+        rcv_nxt = self.rcv_nxt
+        if payload:
+            off = (rcv_nxt - seq) & _MASK
+            if off < _HALF:  # starts at or before RCV.NXT: trim the old part
+                if off:
+                    payload = payload[off:]
+                    seq = rcv_nxt
+            wnd = self.rcv_wnd
+            if len(payload) > wnd + _diff(rcv_nxt, seq):
+                keep = wnd + _diff(rcv_nxt, seq)
+                payload = payload[:max(keep, 0)]
+                fin = False  # the FIN lies beyond the window
+            if seq == rcv_nxt:
+                if payload:
+                    self._rbuf += payload
+                    rcv_nxt = self.rcv_nxt = (rcv_nxt + len(payload)) & _MASK
+                    if self._ooo is not None and len(self._ooo):
+                        more = self._ooo.pop_ready(rcv_nxt)
+                        if more:
+                            self._rbuf += more
+                            rcv_nxt = self.rcv_nxt = (rcv_nxt + len(more)) & _MASK
+                        self._ack_now = True  # a hole was filled: ACK at once (RFC 5681 §4.2)
+                    self._event(Event.READABLE)
+                    self._schedule_ack(len(payload), now)
+            else:
+                # Out of order: hold it (SHLD-31) and send a duplicate ACK at once (MAY-13).
+                if self._ooo is None:
+                    self._ooo = ReassemblyQueue(self.config.ooo_limit or self.config.rcv_buf)
+                if not self._ooo.add(seq, payload, rcv_nxt):
+                    self._drop("reassembly queue full")
+                if fin:
+                    self._ooo_fin = (seq + len(payload)) & _MASK
+                    fin = False
+                self._ack_now = True
+        if self._ooo_fin is not None and self._ooo_fin == self.rcv_nxt and not fin:
+            fin = True
+            self._ooo_fin = None
+        elif fin and ((seq + len(payload)) & _MASK) != self.rcv_nxt:
+            if not payload and _lt(self.rcv_nxt, seq):
+                self._ooo_fin = seq  # a bare FIN ahead of a hole
+                self._ack_now = True
+            fin = False
+        # Eighth: the FIN bit.
+        if fin and st in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                          State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            if self._peer_fin:
+                self._ack_now = True
+                return
+            self._peer_fin = True
+            self.rcv_nxt = (self.rcv_nxt + 1) & _MASK
+            self._ack_now = True
+            self._event(Event.PEER_CLOSED)
+            if st in (State.SYN_RECEIVED, State.ESTABLISHED):
+                self._set_state(State.CLOSE_WAIT, "rcv FIN")
+            elif st is State.FIN_WAIT_1:
+                if self.fin_acked:
+                    self._enter_time_wait(now, "rcv FIN + ACK of FIN")
+                else:
+                    self._set_state(State.CLOSING, "rcv FIN")
+            elif st is State.FIN_WAIT_2:
+                self._enter_time_wait(now, "rcv FIN")
+
+    # -----------------------------------------------------------------------------------------
+    # Pieces of segment processing
+    # -----------------------------------------------------------------------------------------
+
+    def _take_syn_options(self, seg: Segment) -> None:
+        """Read MSS (MUST-14/15), window scale (RFC 7323 §2), timestamps (§3) and SACK-permitted
+        (RFC 2018) from a SYN. Scaling and timestamps apply only if both ends offered them."""
+        cfg = self.config
+        mss = None
+        wscale = None
+        ts = None
+        sack = False
+        for opt in seg.options:
+            if isinstance(opt, Mss):
+                mss = opt.value
+            elif isinstance(opt, WindowScale):
+                wscale = opt.shift
+            elif isinstance(opt, Timestamps):
+                ts = opt
+            elif isinstance(opt, SackPermitted):
+                sack = True
+        offered_here = self.state is State.LISTEN or self._syn_opts_sent
+        # MUST-16: the effective send MSS is the smaller of the peer's MSS and what we can send.
+        send_mss = mss if mss is not None else _default_mss(self.ipv6)
+        self.snd_mss = max(min(send_mss, self.rcv_mss if cfg.mss is None else 65495), 1)
+        if mss is not None and mss > 0:
+            self.snd_mss = max(min(mss, self.rcv_mss), 1)
+        self.cc.reset_mss(self.snd_mss)
+        if wscale is not None and cfg.window_scaling and offered_here:
+            self.snd_wscale = min(wscale, 14)  # RFC 7323 §2.3: values above 14 are treated as 14
+            self.rcv_wscale = _wscale_for(cfg.rcv_buf)
+        else:
+            self.snd_wscale = self.rcv_wscale = 0
+        if ts is not None and cfg.timestamps and offered_here:
+            self.ts_ok = True
+            self.ts_recent = ts.tsval
+        else:
+            self.ts_ok = False
+        self.sack_ok = sack and cfg.sack and offered_here
+
+    def _established(self, now: float) -> None:
+        self._event(Event.CONNECTED)
+        self._event(Event.SEND_SPACE)
+        self._last_rcv = now
+        self._rexmits = 0
+        if self.config.keepalive:
+            self._t_keepalive = now + self.config.keepidle
+
+    def _ack_advances(self, ack: int, now: float) -> None:
+        """SND.UNA < SEG.ACK =< SND.NXT: remove what is acknowledged, take an RTT sample (Karn:
+        only from a segment that was not retransmitted, MUST-18), feed congestion control."""
+        acked = _diff(ack, self.snd_una)
+        flight = _diff(self.snd_max, self.snd_una)
+        # Data octets acknowledged (excluding our SYN and FIN).
+        data_end = ack
+        f = self.fin_seq
+        if f is not None and _lt(f, ack):
+            data_end = f
+        n = _diff(data_end, self._sbuf_seq)
+        if n > 0:
+            del self._sbuf[:n]
+            self._sbuf_seq = (self._sbuf_seq + n) & _MASK
+            self._event(Event.SEND_SPACE)
+        self.snd_una = ack
+        if _lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        if self._rtt_seq is not None and _le(self._rtt_seq, ack):
+            self.rtt.sample(now - self._rtt_time)
+            self._rtt_seq = None
+        self._rexmits = 0
+        self._r1_reported = False
+        self._persist_backoff = 0
+        if self.state.synchronized and self.state is not State.SYN_RECEIVED:
+            if self.cc.on_ack(acked, ack, flight):
+                self._fast_rexmit = True
+        # RFC 6298 §5.2/§5.3: stop the timer when everything is acknowledged, else restart it.
+        if self.snd_una == self.snd_max:
+            self._t_rexmit = None
+            self._rexmit_start = None
+        else:
+            self._t_rexmit = now + self.rtt.rto
+            self._rexmit_start = now
+
+    def _schedule_ack(self, nbytes: int, now: float) -> None:
+        """§3.8.6.3: delay the ACK (MUST-40: < 0.5 s), but ACK at least every second full-sized
+        segment (SHLD-19)."""
+        if self.config.delayed_ack <= 0:
+            self._ack_now = True
+            return
+        self._ack_pending_segs += 1 if nbytes >= self.rcv_mss else 0
+        if self._ack_pending_segs >= 2:
+            self._ack_now = True
+        elif self._t_delack is None:
+            self._t_delack = now + self.config.delayed_ack
+
+    def _challenge_ack(self, now: float, why: str) -> None:
+        """RFC 5961 §3.2/§4: send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate-limited (§7)."""
+        if now - self._chal_start >= 1.0:
+            self._chal_start = now
+            self._chal_count = 0
+        if self._chal_count < self.config.challenge_ack_limit:
+            self._chal_count += 1
+            self._ack_now = True
+            self._drop(f"{why}: challenge ACK")
+        else:
+            self._drop(f"{why}: challenge ACK rate-limited")
+
+    def _window_opened(self, now: float) -> None:
+        """After the user reads: receiver SWS avoidance (§3.8.6.2.2). Move the right edge only
+        when the free space grew by min(RCV.BUFF/2, Eff.snd.MSS); then send a window update."""
+        if not self.state.synchronized:
+            return
+        free = self.config.rcv_buf - len(self._rbuf)
+        cur = self.rcv_wnd
+        if free - cur >= min(self.config.rcv_buf // 2, self.rcv_mss):
+            self._ack_now = True
+
+    def _advertise(self) -> int:
+        """The window field to send, and RCV.WND/right edge bookkeeping. The right edge never
+        moves left (SHLD-14)."""
+        free = self.config.rcv_buf - len(self._rbuf)
+        cur = self.rcv_wnd
+        wnd = cur
+        if free - cur >= min(self.config.rcv_buf // 2, self.rcv_mss) or (
+                free > cur == 0 and free >= self.rcv_mss):
+            wnd = free
+        elif cur > free and cur == 0:
+            wnd = 0
+        shift = self.rcv_wscale
+        field = (wnd + (1 << shift) - 1) >> shift if shift else wnd
+        if field > 0xFFFF:
+            field = 0xFFFF
+        edge = (self.rcv_nxt + (field << shift)) & _MASK
+        if _lt(self.rcv_adv, edge) or self.rcv_adv == 0:
+            self.rcv_adv = edge
+        return field
+
+    def _enter_time_wait(self, now: float, why: str) -> None:
+        self._set_state(State.TIME_WAIT, why)
+        self._t_rexmit = self._t_persist = self._t_keepalive = self._t_finwait2 = None
+        self._t_timewait = now + 2 * self.config.msl
+        self._event(Event.CLOSED)
+
+    def _reset_to_listen(self, why: str) -> None:
+        """SYN-RECEIVED from a passive OPEN goes back to LISTEN (§3.10.7.4 second/fourth step).
+        A host's listener child is then simply forgotten; the listener itself never left LISTEN."""
+        self._set_state(State.LISTEN, why)
+        self._clear_timers()
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        self.rcv_nxt = self.irs = 0
+        self._sbuf.clear()
+        self._rbuf.clear()
+
+    def _teardown(self, error: TcpError | None, why: str, *, event: Event | None = None,
+                  report: bool = True) -> None:
+        """Delete the TCB: flush every queue, stop every timer, enter CLOSED."""
+        if error is not None:
+            self.error = error
+        self._sbuf.clear()
+        self._rbuf.clear() if isinstance(error, ConnectionReset) else None
+        if self._ooo is not None:
+            self._ooo.clear()
+        self._clear_timers()
+        self._set_state(State.CLOSED, why)
+        if event is not None:
+            self._event(event)
+        self._event(Event.CLOSED)
+        del report
+
+    def _clear_timers(self) -> None:
+        self._t_rexmit = self._t_delack = self._t_timewait = None
+        self._t_keepalive = self._t_persist = self._t_finwait2 = None
+        self._ack_now = False
+
+    # -----------------------------------------------------------------------------------------
+    # Output (pull)
+    # -----------------------------------------------------------------------------------------
+
+    def _make(self, seq: int, ack: int | None, flags: int, payload: bytes, now: float,
+              *, window: bool = True, syn_options: bool = False) -> Segment:
+        opts: list[Option] = []
+        if syn_options:
+            cfg = self.config
+            opts.append(Mss(min(self.rcv_mss, 0xFFFF)))
+            if cfg.sack and (self.state is State.SYN_SENT or self.sack_ok):
+                opts.append(SackPermitted())
+            if cfg.timestamps and (self.state is State.SYN_SENT or self.ts_ok):
+                opts.append(Timestamps(self._tsval(now), self.ts_recent if ack is not None else 0))
+            if cfg.window_scaling and (self.state is State.SYN_SENT or self.rcv_wscale or self.snd_wscale):
+                opts.append(Nop())
+                opts.append(WindowScale(_wscale_for(cfg.rcv_buf)))
+            self._syn_opts_sent = True
+        elif self.ts_ok and not flags & RST:
+            opts.append(Nop())
+            opts.append(Nop())
+            opts.append(Timestamps(self._tsval(now), self.ts_recent))
+            if self.sack_ok and self._ooo is not None and len(self._ooo) and ack is not None:
+                blocks = self._ooo.sack_blocks(3)
+                opts.append(Nop())
+                opts.append(Nop())
+                opts.append(Sack(blocks))
+        elif self.sack_ok and self._ooo is not None and len(self._ooo) and ack is not None:
+            opts.append(Nop())
+            opts.append(Nop())
+            opts.append(Sack(self._ooo.sack_blocks(4)))
+        if flags & SYN:
+            wnd = min(self.config.rcv_buf, 0xFFFF)
+            if _lt(self.rcv_adv, (self.rcv_nxt + wnd) & _MASK) or self.rcv_adv == 0:
+                self.rcv_adv = (self.rcv_nxt + wnd) & _MASK
+        else:
+            wnd = self._advertise() if window else 0
+        if ack is not None:
+            self.last_ack_sent = ack
+        return Segment(self.local_port, self.remote_port, seq, ack, flags, wnd, tuple(opts), payload)
+
+    def _tsval(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & _MASK
+
+    def segments_to_send(self, now: float) -> list[Segment]:
+        """Everything that is due to leave now: replies, SYN/SYN,ACK, data, FIN, ACKs, probes."""
+        self.now = now
+        out = self._out
+        self._out = []
+        st = self.state
+        if st is State.CLOSED or st is State.LISTEN:
+            return out
+        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
+            if self.snd_nxt == self.iss:
+                if st is State.SYN_SENT:
+                    seg = self._make(self.iss, None, SYN, b"", now, syn_options=True)
+                else:
+                    seg = self._make(self.iss, self.rcv_nxt, SYN | ACK, b"", now, syn_options=True)
+                self._sent(seg, self.iss, 1, now)
+                out.append(seg)
+                self._ack_now = False
+            elif self._ack_now and st is State.SYN_RECEIVED:
+                pass
+            if st is State.SYN_SENT:
+                return out
+            if self.snd_una == self.iss:  # SYN-RECEIVED: nothing else until our SYN is ACKed
+                self._ack_now = False
+                return out
+        sent_any = False
+        nxt: Segment | None
+        if self._fast_rexmit:
+            self._fast_rexmit = False
+            nxt = self._data_segment(self.snd_una, self.snd_mss, now, rexmit=True)
+            if nxt is not None:
+                out.append(nxt)
+                sent_any = True
+        if self._probe_due:
+            self._probe_due = False
+            nxt = self._data_segment(self.snd_una, 1, now, rexmit=True, probe=True)
+            if nxt is not None:
+                out.append(nxt)
+                sent_any = True
+        if st is not State.TIME_WAIT:
+            while True:
+                nxt = self._next_data(now)
+                if nxt is None:
+                    break
+                out.append(nxt)
+                sent_any = True
+        if self._ack_now and not sent_any:
+            seg = self._make(self.snd_nxt, self.rcv_nxt, ACK, b"", now)
+            self._count_out(seg)
+            out.append(seg)
+            sent_any = True
+        if sent_any:
+            self._ack_now = False
+            self._ack_pending_segs = 0
+            self._t_delack = None
+        self._arm_persist(now)
+        return out
+
+    def _next_data(self, now: float) -> Segment | None:
+        """The next new segment the windows and Nagle allow, or None (RFC 9293 §3.8.6.2.1)."""
+        snd_nxt = self.snd_nxt
+        off = _diff(snd_nxt, self._sbuf_seq)
+        unsent = len(self._sbuf) - off
+        fin_seq = self.fin_seq
+        fin_pending = fin_seq is not None and _le(snd_nxt, fin_seq)
+        if unsent <= 0 and not fin_pending:
+            return None
+        wnd = min(self.snd_wnd, self.cc.cwnd)
+        usable = wnd - _diff(snd_nxt, self.snd_una)
+        mss = self.snd_mss
+        n = min(unsent, mss, max(usable, 0))
+        if unsent > 0:
+            if n <= 0:
+                return None
+            if n < mss and n < unsent:
+                # Window-limited, less than a full segment: sender SWS avoidance — wait unless
+                # it is at least half the largest window the peer ever offered.
+                if n < self.max_snd_wnd // 2 or self.max_snd_wnd == 0:
+                    return None
+            elif n < mss and not self.config.nodelay and self.snd_max != self.snd_una \
+                    and _lt(self.snd_una, snd_nxt):
+                # Nagle (SHLD-7): a short segment waits while data is unacknowledged.
+                return None
+        return self._data_segment(snd_nxt, n, now, rexmit=False)
+
+    def _data_segment(
+        self, seq: int, n: int, now: float, *, rexmit: bool, probe: bool = False,
+    ) -> Segment | None:
+        off = _diff(seq, self._sbuf_seq)
+        if off < 0:
+            return None
+        avail = len(self._sbuf) - off
+        n = max(min(n, avail), 0)
+        payload = bytes(self._sbuf[off:off + n]) if n else b""
+        flags = ACK
+        if n and off + n == len(self._sbuf):
+            flags |= PSH  # MUST-61: PSH on the last buffered segment
+        fin_seq = self.fin_seq
+        end = (seq + n) & _MASK
+        if fin_seq is not None and end == fin_seq and not probe:
+            flags |= FIN
+        if not n and not flags & FIN:
+            return None
+        seg = self._make(seq, self.rcv_nxt, flags, payload, now)
+        self._sent(seg, seq, n + (1 if flags & FIN else 0), now, rexmit=rexmit)
+        return seg
+
+    def _sent(self, seg: Segment, seq: int, seg_len: int, now: float, *, rexmit: bool = False) -> None:
+        """Bookkeeping for a segment that occupies sequence space."""
+        self._count_out(seg)
+        end = (seq + seg_len) & _MASK
+        retransmission = _lt(seq, self.snd_max) or rexmit
+        if retransmission:
+            self.stats[2] += 1
+            if self._rtt_seq is not None and _lt(seq, self._rtt_seq):
+                self._rtt_seq = None  # Karn: do not time a retransmitted segment
+        elif self._rtt_seq is None:
+            self._rtt_seq = end
+            self._rtt_time = now
+        if _lt(self.snd_nxt, end):
+            self.snd_nxt = end
+        if _lt(self.snd_max, end):
+            self.snd_max = end
+        if self._t_rexmit is None:
+            self._t_rexmit = now + self.rtt.rto
+            if self._rexmit_start is None:
+                self._rexmit_start = now
+
+    def _count_out(self, seg: Segment) -> None:
+        self.stats[1] += 1
+        self._trace("out", seg=seg)
+
+    def _arm_persist(self, now: float) -> None:
+        """Zero-window probing (§3.8.6.1, MUST-35/36, SHLD-29/30): when the peer's window is zero
+        and data waits with nothing in flight, probe after RTO, then back off exponentially."""
+        if self.snd_wnd == 0 and self.unsent > 0 and _diff(self.snd_max, self.snd_una) <= 1 \
+                and self.state in _CAN_SEND_DATA:
+            if self._t_persist is None:
+                self._t_rexmit = None
+                self._rexmit_start = None
+                delay = min(self.rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.rto_max)
+                self._t_persist = now + delay
+        else:
+            self._t_persist = None
+
+    # -----------------------------------------------------------------------------------------
+    # Timeouts (RFC 9293 §3.10.8)
+    # -----------------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :meth:`handle_timeout` has something to do."""
+        best: float | None = None
+        for t in (self._t_rexmit, self._t_delack, self._t_timewait, self._t_keepalive,
+                  self._t_persist, self._t_finwait2):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    @property
+    def wants_output(self) -> bool:
+        """True when :meth:`segments_to_send` would return something now."""
+        if self._out or self._ack_now or self._fast_rexmit or self._probe_due:
+            return True
+        st = self.state
+        if st in (State.SYN_SENT, State.SYN_RECEIVED):
+            return self.snd_nxt == self.iss
+        if st in _CAN_SEND_DATA:
+            return self.unsent > 0 or (self._fin_queued and _le(self.snd_nxt, self.fin_seq or 0))
+        return False
+
+    def handle_timeout(self, now: float) -> None:
+        """Fire every timer whose deadline has come."""
+        self.now = now
+        if self._t_timewait is not None and now >= self._t_timewait:
+            self._t_timewait = None
+            self._trace("timer", timer="time-wait", action="expired")
+            self._teardown(None, "timeout=2MSL", report=False)
+            return
+        if self._t_rexmit is not None and now >= self._t_rexmit:
+            self._t_rexmit = None
+            self._retransmission_timeout(now)
+            if self.state is State.CLOSED:
+                return
+        if self._t_delack is not None and now >= self._t_delack:
+            self._t_delack = None
+            self._ack_now = True
+        if self._t_persist is not None and now >= self._t_persist:
+            self._t_persist = None
+            self._persist_backoff += 1
+            self._probe_due = True
+            self._trace("timer", timer="persist", action="probe")
+        if self._t_finwait2 is not None and now >= self._t_finwait2:
+            self._t_finwait2 = None
+            if self.state is State.FIN_WAIT_2:
+                self._trace("timer", timer="fin-wait-2", action="expired")
+                self._teardown(ConnectionTimedOut("FIN-WAIT-2 timeout"), "FIN-WAIT-2 timeout", report=False)
+                return
+        if self._t_keepalive is not None and now >= self._t_keepalive:
+            self._keepalive_timeout(now)
+
+    def _retransmission_timeout(self, now: float) -> None:
+        """§3.10.8 RETRANSMISSION TIMEOUT with RFC 6298 §5.4–5.7 and the R1/R2 thresholds of
+        §3.8.3 (MUST-20..23)."""
+        st = self.state
+        if self.snd_una == self.snd_max and st not in (State.SYN_SENT, State.SYN_RECEIVED):
+            return
+        cfg = self.config
+        start = self._rexmit_start if self._rexmit_start is not None else now
+        limit = cfg.r2_syn if st in (State.SYN_SENT, State.SYN_RECEIVED) else cfg.r2
+        if cfg.user_timeout is not None and st not in (State.SYN_SENT, State.SYN_RECEIVED):
+            limit = cfg.user_timeout
+        if now - start >= limit:
+            self._trace("timer", timer="retransmit", action="give up (R2)")
+            self._teardown(ConnectionTimedOut("connection timed out"), "retransmission timeout (R2)",
+                           event=Event.TIMED_OUT)
+            return
+        self._rexmits += 1
+        self._trace("timer", timer="retransmit", action=f"retransmission #{self._rexmits}")
+        if self._rexmits >= cfg.r1 and not self._r1_reported:
+            self._r1_reported = True
+            self._event(Event.DELIVERY_PROBLEM)
+        self.cc.on_timeout(_diff(self.snd_max, self.snd_una))
+        self.rtt.on_timeout()
+        self._rtt_seq = None  # Karn
+        self.snd_nxt = self.snd_una  # go back: output resends from SND.UNA (the SYN if unacked)
+        self._t_rexmit = min(now + self.rtt.rto, start + limit)
+        if st is State.SYN_RECEIVED and self.snd_una == self.iss:
+            self.snd_nxt = self.iss
+
+    def _keepalive_timeout(self, now: float) -> None:
+        """§3.8.4: after ``keepidle`` of silence send <SEQ=SND.NXT-1><ACK=RCV.NXT> with no data
+        (SHLD-12), every ``keepintvl``; ``keepcnt`` unanswered probes fail the connection
+        (one lost probe alone never does: MUST-29)."""
+        cfg = self.config
+        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2) or not cfg.keepalive:
+            self._t_keepalive = None
+            return
+        idle_since = max(self._last_rcv, now - cfg.keepidle) if self._ka_probes == 0 else self._last_rcv
+        if self._ka_probes == 0 and now - self._last_rcv < cfg.keepidle:
+            self._t_keepalive = self._last_rcv + cfg.keepidle
+            return
+        del idle_since
+        if self.snd_una != self.snd_max:  # MUST-26: only when no sent data is outstanding
+            self._t_keepalive = now + cfg.keepintvl
+            return
+        if self._ka_probes >= cfg.keepcnt:
+            self._trace("timer", timer="keepalive", action="peer dead")
+            self._teardown(ConnectionTimedOut("connection timed out (keep-alive)"), "keep-alive timeout",
+                           event=Event.TIMED_OUT)
+            return
+        self._ka_probes += 1
+        self._trace("timer", timer="keepalive", action=f"probe #{self._ka_probes}")
+        seg = self._make((self.snd_nxt - 1) & _MASK, self.rcv_nxt, ACK, b"", now)
+        self._out.append(seg)
+        self._count_out(seg)
+        self._t_keepalive = now + cfg.keepintvl
+
+    def set_keepalive(self, on: bool, now: float, *, idle: float | None = None,
+                      interval: float | None = None, count: int | None = None) -> None:
+        """Turn keep-alives on or off for this connection (MUST-24) and set their parameters."""
+        changes: dict[str, Any] = {"keepalive": on}
+        if idle is not None:
+            changes["keepidle"] = idle
+        if interval is not None:
+            changes["keepintvl"] = interval
+        if count is not None:
+            changes["keepcnt"] = count
+        self.config = self.config.with_(**changes)
+        if on and self.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2):
+            self._t_keepalive = self._last_rcv + self.config.keepidle
+            if self._t_keepalive < now:
+                self._t_keepalive = now
+        elif not on:
+            self._t_keepalive = None
+
+    def set_nodelay(self, on: bool) -> None:
+        """Disable (True) or enable the Nagle algorithm (MUST-17)."""
+        self.config = self.config.with_(nodelay=on)
+
+    def received_keepalive_activity(self, now: float) -> None:
+        """(Host hook) any segment from the peer counts as activity for keep-alive."""
+        self._last_rcv = now
+        self._ka_probes = 0
+        if self.config.keepalive and self.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2):
+            self._t_keepalive = now + self.config.keepidle
+
+
+_CAN_SEND: Final = frozenset((State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT))
+_CAN_SEND_DATA: Final = frozenset((State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK,
+                                   State.CLOSING))
+_CAN_RECEIVE_TEXT: Final = frozenset((State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2))
+
+
+def _timestamps(seg: Segment) -> Timestamps | None:
+    for opt in seg.options:
+        if isinstance(opt, Timestamps):
+            return opt
+    return None
+
+
+def _wscale_for(buf: int) -> int:
+    """The smallest shift that lets a 16-bit field describe ``buf`` octets (RFC 7323 §2.3, ≤ 14)."""
+    shift = 0
+    while (0xFFFF << shift) < buf and shift < 14:
+        shift += 1
+    return shift

@@ -1,0 +1,603 @@
+"""A host: many connections, listeners and ports on a set of IP addresses (sans-IO).
+
+The host takes whole IP packets in (:meth:`Host.receive`) and gives whole IP packets out
+(:meth:`Host.packets_to_send`); a driver (the simulator, the TUN device) moves them and owns the
+clock. It demultiplexes by the 4-tuple with one dict lookup, answers segments for no connection
+with the RST of RFC 9293 §3.10.7.1, keeps listeners with a bounded SYN backlog and accept queue,
+allocates ephemeral ports, chooses RFC 6528 initial sequence numbers, applies the bind rules of
+``SO_REUSEADDR`` (Linux semantics), reopens a TIME-WAIT connection on a new SYN (MAY-2), and
+counts everything it does.
+
+No module-level mutable state: a process may hold any number of hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import ipaddress
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
+
+from synack.connection import (
+    Config,
+    Connection,
+    LocalError,
+    State,
+    reset_for,
+)
+from synack.wire import ACK, RST, SYN, Segment, WireError, build_packet, parse_packet, seq_gt
+
+__all__ = ["AddressInUse", "AddressNotAvailable", "Host", "InvalidAddress", "Listener", "Reservation"]
+
+Key = tuple[str, int, str, int]
+HostTracer = Callable[[dict[str, Any]], None]
+
+_MASK: Final = 0xFFFFFFFF
+
+
+class AddressInUse(LocalError):
+    """The local address and port are taken (errno EADDRINUSE)."""
+
+
+class AddressNotAvailable(LocalError):
+    """The address is not one of this host's, or no ephemeral port is free (EADDRNOTAVAIL)."""
+
+
+class InvalidAddress(LocalError):
+    """A broadcast, multicast or unspecified remote address (MUST-46), or a family mismatch."""
+
+
+def _wildcard(addr: str) -> bool:
+    return addr in ("0.0.0.0", "::", "")
+
+
+def _family(addr: str) -> int:
+    return 6 if ":" in addr else 4
+
+
+def _invalid_peer(addr: str) -> bool:
+    """Addresses no TCP connection can have at the far end (MUST-46, MUST-57, MUST-63)."""
+    ip = ipaddress.ip_address(addr)
+    if ip.is_multicast or ip.is_unspecified:
+        return True
+    return isinstance(ip, ipaddress.IPv4Address) and (addr == "255.255.255.255")
+
+
+class Reservation:
+    """A local address and port held by a socket that has called bind() but not yet listen() or
+    connect(). Counts in the bind-conflict rules like any other user of the port."""
+
+    __slots__ = ("host", "local_addr", "local_port", "released", "reuseaddr")
+
+    def __init__(self, host: Host, addr: str, port: int, reuseaddr: bool) -> None:
+        self.host = host
+        self.local_addr = addr
+        self.local_port = port
+        self.reuseaddr = reuseaddr
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.host._unbind(self, self.local_port)
+
+
+class Listener:
+    """A passive OPEN on (address, port): children are born in SYN-RECEIVED on each SYN, wait in
+    a bounded accept queue once ESTABLISHED, and are handed out by :meth:`accept`.
+
+    ``backlog`` bounds the accept queue; ``syn_backlog`` bounds the children still in
+    SYN-RECEIVED. A full queue drops the SYN (the peer retransmits) — it never grows."""
+
+    __slots__ = ("_accept_q", "backlog", "closed", "config", "host", "local_addr", "local_port",
+                 "reuseaddr", "syn_backlog", "syn_pending", "on_ready")
+
+    def __init__(self, host: Host, addr: str, port: int, backlog: int, syn_backlog: int,
+                 config: Config, reuseaddr: bool) -> None:
+        self.host = host
+        self.local_addr = addr
+        self.local_port = port
+        self.backlog = max(backlog, 1)
+        self.syn_backlog = max(syn_backlog, 1)
+        self.config = config
+        self.reuseaddr = reuseaddr
+        self.closed = False
+        self.syn_pending = 0
+        self._accept_q: deque[Connection] = deque()
+        self.on_ready: Callable[[Listener], None] | None = None
+
+    @property
+    def state(self) -> State:
+        return State.CLOSED if self.closed else State.LISTEN
+
+    @property
+    def pending(self) -> int:
+        """Connections ready for :meth:`accept`."""
+        return len(self._accept_q)
+
+    def accept(self) -> Connection | None:
+        """The oldest ESTABLISHED (or already further) child, or None when none is waiting."""
+        if self.closed:
+            raise LocalError("error: listener is closed")
+        return self._accept_q.popleft() if self._accept_q else None
+
+    def close(self, now: float) -> None:
+        """Stop listening; children not yet accepted are reset (as Linux does)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.host._close_listener(self, now)
+
+    def _enqueue(self, conn: Connection) -> None:
+        self._accept_q.append(conn)
+        if self.on_ready is not None:
+            self.on_ready(self)
+
+
+class Host:
+    """Connections, listeners and ports of one host (one or more IPv4/IPv6 addresses).
+
+    ``isn_key`` is the secret of RFC 6528's F(); give each host its own (the simulator derives it
+    from the seed so that runs repeat exactly; the TUN driver uses ``os.urandom``).
+    """
+
+    def __init__(
+        self,
+        addresses: Iterable[str],
+        *,
+        name: str = "host",
+        config: Config | None = None,
+        isn_key: bytes | None = None,
+        mtu: int = 1500,
+        tracer: HostTracer | None = None,
+        ephemeral: tuple[int, int] = (32768, 60999),
+    ) -> None:
+        self.name = name
+        self.addresses: list[str] = [str(ipaddress.ip_address(a)) for a in addresses]
+        if not self.addresses:
+            raise ValueError("a host needs at least one address")
+        self._addrset = frozenset(self.addresses)
+        self.config = config or Config()
+        self.mtu = mtu
+        self.isn_key = isn_key if isn_key is not None else hashlib.sha256(name.encode()).digest()
+        self.tracer = tracer
+        lo, hi = ephemeral
+        if not 1 <= lo <= hi <= 65535:
+            raise ValueError("bad ephemeral port range")
+        self._eph_lo, self._eph_hi = lo, hi
+        self._eph_next = lo + int.from_bytes(self._prf(b"ephemeral")[:4], "big") % (hi - lo + 1)
+        self.conns: dict[Key, Connection] = {}
+        self.listeners: dict[tuple[str, int], Listener] = {}
+        self._ports: dict[int, list[Any]] = {}  # port -> Listener | Connection | Reservation
+        self._parent: dict[Key, Listener] = {}
+        self._dirty: dict[Connection, None] = {}
+        self._stray: list[bytes] = []
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._sched: dict[Connection, float] = {}
+        self._tick = 0
+        self.now = 0.0
+        self.counters: Counter[str] = Counter()
+        self.closed_connections = 0
+
+    # -------------------------------------------------------------------------------------
+    # ISNs (RFC 6528 / RFC 9293 §3.4.1, SHLD-1)
+    # -------------------------------------------------------------------------------------
+
+    def _prf(self, data: bytes) -> bytes:
+        return hashlib.blake2s(data, key=self.isn_key[:32]).digest()
+
+    def isn(self, key: Key, now: float) -> int:
+        """ISN = M + F(localip, localport, remoteip, remoteport, secretkey): M is a 4 µs clock
+        (RFC 9293 §3.4.1), F a keyed hash (BLAKE2s with the host's secret)."""
+        la, lp, ra, rp = key
+        f = int.from_bytes(self._prf(f"{la}|{lp}|{ra}|{rp}".encode())[:4], "big")
+        return (int(now * 250_000) + f) & _MASK
+
+    def _ts_offset(self, key: Key) -> int:
+        la, lp, ra, rp = key
+        return int.from_bytes(self._prf(f"ts|{la}|{lp}|{ra}|{rp}".encode())[:4], "big")
+
+    # -------------------------------------------------------------------------------------
+    # Tracing
+    # -------------------------------------------------------------------------------------
+
+    def _conn_tracer(self, conn: Connection, kind: str, fields: dict[str, Any]) -> None:
+        if self.tracer is not None:
+            rec = {"t": conn.now, "host": self.name, "kind": kind,
+                   "conn": (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)}
+            rec.update(fields)
+            self.tracer(rec)
+
+    def _trace(self, kind: str, **fields: Any) -> None:
+        if self.tracer is not None:
+            rec: dict[str, Any] = {"t": self.now, "host": self.name, "kind": kind}
+            rec.update(fields)
+            self.tracer(rec)
+
+    # -------------------------------------------------------------------------------------
+    # Ports and the bind rules (L11)
+    # -------------------------------------------------------------------------------------
+
+    def _check_addr(self, addr: str) -> str:
+        try:
+            norm = str(ipaddress.ip_address(addr)) if addr else ""
+        except ValueError:
+            raise InvalidAddress(f"error: {addr!r} is not an IP address") from None
+        if norm and not _wildcard(norm) and norm not in self._addrset:
+            raise AddressNotAvailable(f"error: {norm} is not an address of host {self.name}")
+        return norm
+
+    def _conflicts(self, addr: str, port: int, reuseaddr: bool, *, listening: bool) -> bool:
+        """Linux bind semantics: another user of the port with an overlapping address conflicts,
+        unless both set SO_REUSEADDR and neither is listening; a connection in TIME-WAIT never
+        blocks a socket that sets SO_REUSEADDR. Two listeners on one port always conflict."""
+        for other in self._ports.get(port, ()):
+            oaddr = other.local_addr
+            if not (_wildcard(addr) or _wildcard(oaddr) or oaddr == addr):
+                continue
+            if _wildcard(addr) and _wildcard(oaddr) and oaddr and addr and _family(oaddr) != _family(addr):
+                continue
+            if isinstance(other, Listener):
+                if listening or not reuseaddr or not other.reuseaddr:
+                    return True
+                continue
+            if isinstance(other, Connection):
+                if other.state is State.CLOSED:
+                    continue
+                if reuseaddr and (other.state is State.TIME_WAIT or other.reuseaddr):
+                    continue
+                return True
+            if reuseaddr and other.reuseaddr and not listening:
+                continue
+            return True
+        return False
+
+    def _bind(self, obj: Any, port: int) -> None:
+        self._ports.setdefault(port, []).append(obj)
+
+    def _unbind(self, obj: Any, port: int) -> None:
+        users = self._ports.get(port)
+        if users is not None:
+            try:
+                users.remove(obj)
+            except ValueError:
+                pass
+            if not users:
+                del self._ports[port]
+
+    def port_in_use(self, port: int) -> bool:
+        return bool(self._ports.get(port))
+
+    def bind(self, addr: str, port: int, *, reuseaddr: bool = False) -> Reservation:
+        """Reserve ``addr``:``port`` (port 0 = an ephemeral port). Raises AddressInUse (L11)."""
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} out of range 0..65535")
+        norm = self._check_addr(addr)
+        if port == 0:
+            port = self._ephemeral_port(norm, None)
+        elif self._conflicts(norm, port, reuseaddr, listening=False):
+            raise AddressInUse(f"error: address {norm or '*'}:{port} already in use")
+        res = Reservation(self, norm, port, reuseaddr)
+        self._bind(res, port)
+        return res
+
+    def _ephemeral_port(self, addr: str, remote: tuple[str, int] | None) -> int:
+        span = self._eph_hi - self._eph_lo + 1
+        for _ in range(span):
+            port = self._eph_next
+            self._eph_next = self._eph_lo + (port + 1 - self._eph_lo) % span
+            if not self._ports.get(port):
+                return port
+        raise AddressNotAvailable("error: no ephemeral port available")
+
+    # -------------------------------------------------------------------------------------
+    # User calls
+    # -------------------------------------------------------------------------------------
+
+    def listen(self, port: int, addr: str = "", *, backlog: int = 128, syn_backlog: int | None = None,
+               config: Config | None = None, reuseaddr: bool = False,
+               reservation: Reservation | None = None) -> Listener:
+        """Passive OPEN on ``addr`` (empty = every address of the host) and ``port``."""
+        if reservation is not None:
+            addr, port, reuseaddr = reservation.local_addr, reservation.local_port, reservation.reuseaddr
+            reservation.release()
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} out of range 1..65535")
+        norm = self._check_addr(addr)
+        if self._conflicts(norm, port, reuseaddr, listening=True):
+            if reservation is not None:
+                self._bind(reservation, port)
+                reservation.released = False
+            raise AddressInUse(f"error: address {norm or '*'}:{port} already in use")
+        lst = Listener(self, norm, port, backlog, syn_backlog if syn_backlog is not None else max(backlog, 128),
+                       config or self.config, reuseaddr)
+        self.listeners[(norm, port)] = lst
+        self._bind(lst, port)
+        self._trace("listen", addr=norm or "*", port=port)
+        return lst
+
+    def connect(self, remote_addr: str, remote_port: int, now: float, *, local_addr: str | None = None,
+                local_port: int = 0, config: Config | None = None, reuseaddr: bool = False,
+                reservation: Reservation | None = None) -> Connection:
+        """Active OPEN to ``remote_addr``:``remote_port``; returns the connection in SYN-SENT."""
+        self.now = now
+        if not 1 <= remote_port <= 65535:
+            raise ValueError(f"port {remote_port} out of range 1..65535")
+        try:
+            remote = str(ipaddress.ip_address(remote_addr))
+        except ValueError:
+            raise InvalidAddress(f"error: {remote_addr!r} is not an IP address") from None
+        if _invalid_peer(remote):
+            raise InvalidAddress(f"error: cannot connect to {remote} (MUST-46)")
+        if reservation is not None:
+            local_addr = reservation.local_addr or None
+            local_port = reservation.local_port
+            reuseaddr = reservation.reuseaddr
+        if local_addr is None or _wildcard(local_addr):
+            # MUST-44: the IP layer chooses the source address (first of the right family).
+            fam = _family(remote)
+            cands = [a for a in self.addresses if _family(a) == fam]
+            if not cands:
+                raise InvalidAddress(f"error: host {self.name} has no IPv{fam} address")
+            local = cands[0]
+        else:
+            local = self._check_addr(local_addr)
+            if _family(local) != _family(remote):
+                raise InvalidAddress("error: local and remote addresses are of different families")
+        if reservation is None:
+            if local_port == 0:
+                local_port = self._ephemeral_port(local, (remote, remote_port))
+            elif self._conflicts(local, local_port, reuseaddr, listening=False):
+                raise AddressInUse(f"error: address {local}:{local_port} already in use")
+        key = (local, local_port, remote, remote_port)
+        old = self.conns.get(key)
+        if old is not None:
+            if old.state is State.TIME_WAIT and reuseaddr:
+                self._remove(old)
+            else:
+                raise AddressInUse(f"error: connection {local}:{local_port} -> {remote}:{remote_port} exists")
+        if reservation is not None:
+            reservation.release()
+        conn = self._new_conn(key, config or self.config, now)
+        conn.reuseaddr = reuseaddr
+        conn.open_active(now)
+        self._after(conn)
+        return conn
+
+    def _new_conn(self, key: Key, config: Config, now: float) -> Connection:
+        conn = Connection((key[0], key[1]), (key[2], key[3]), iss=self.isn(key, now), config=config,
+                          mtu=self.mtu, ts_offset=self._ts_offset(key),
+                          tracer=self._conn_tracer if self.tracer is not None else None)
+        conn.now = now
+        conn.notify = self._notify
+        self.conns[key] = conn
+        self._bind(conn, key[1])
+        return conn
+
+    def _notify(self, conn: Connection) -> None:
+        self._dirty[conn] = None
+
+    def _close_listener(self, lst: Listener, now: float) -> None:
+        self.listeners.pop((lst.local_addr, lst.local_port), None)
+        self._unbind(lst, lst.local_port)
+        for key, parent in list(self._parent.items()):
+            if parent is lst:
+                conn = self.conns.get(key)
+                del self._parent[key]
+                if conn is not None and conn.state is not State.CLOSED:
+                    conn.abort(now, why="listener closed")
+                    self._after(conn)
+        lst._accept_q.clear()
+        self._trace("unlisten", addr=lst.local_addr or "*", port=lst.local_port)
+
+    def connections(self) -> Iterator[Connection]:
+        return iter(list(self.conns.values()))
+
+    # -------------------------------------------------------------------------------------
+    # Input
+    # -------------------------------------------------------------------------------------
+
+    def receive(self, packet: bytes, now: float) -> None:
+        """One IP packet from the network. Bad packets are counted and dropped, never raised."""
+        self.now = now
+        counters = self.counters
+        counters["packets_in"] += 1
+        try:
+            pkt = parse_packet(packet)
+        except WireError as exc:
+            reason = "bad_checksum" if "checksum" in exc.reason else "malformed"
+            counters[reason] += 1
+            self._trace("drop", reason=f"{reason}: {exc}")
+            return
+        dst = pkt.dst
+        if dst not in self._addrset:
+            counters["drop_not_for_us"] += 1
+            self._trace("drop", reason=f"not for us: {dst}")
+            return
+        seg = pkt.seg
+        counters["segments_in"] += 1
+        if seg.flags & RST:
+            counters["resets_in"] += 1
+        key = (dst, seg.dst_port, pkt.src, seg.src_port)
+        conn = self.conns.get(key)
+        if conn is not None:
+            if conn.state is State.TIME_WAIT and seg.flags & SYN and seg.ack is None \
+                    and not seg.flags & RST and seq_gt(seg.seq, conn.rcv_nxt) \
+                    and self._find_listener(dst, seg.dst_port) is not None:
+                # MAY-2: a new SYN with a higher sequence number reopens from TIME-WAIT.
+                self._trace("drop", reason="TIME-WAIT connection replaced by a new SYN (MAY-2)")
+                counters["time_wait_reopened"] += 1
+                self._remove(conn)
+            else:
+                conn.received_keepalive_activity(now) if conn.config.keepalive else None
+                conn.handle_segment(seg, now)
+                self._after(conn)
+                return
+        lst = self._find_listener(dst, seg.dst_port)
+        if lst is None:
+            self._no_connection(pkt.src, dst, seg, "no connection")
+            return
+        self._listener_input(lst, key, pkt.src, seg, now)
+
+    def _find_listener(self, addr: str, port: int) -> Listener | None:
+        lst = self.listeners.get((addr, port))
+        if lst is None:
+            lst = self.listeners.get(("", port))
+        return lst
+
+    def _no_connection(self, src: str, dst: str, seg: Segment, why: str) -> None:
+        """RFC 9293 §3.10.7.1 (CLOSED): RST for anything but a RST (L9)."""
+        rst = reset_for(seg)
+        if rst is None:
+            self.counters["drop_rst_no_connection"] += 1
+            self._trace("drop", reason=f"RST for {why}: ignored")
+            return
+        self.counters["resets_out"] += 1
+        self.counters["segments_out"] += 1
+        self._trace("reset", reason=why, src=dst, dst=src, seg=rst)
+        self._stray.append(build_packet(dst, src, rst))
+
+    def _listener_input(self, lst: Listener, key: Key, src: str, seg: Segment, now: float) -> None:
+        """RFC 9293 §3.10.7.2 at a host's listener."""
+        flags = seg.flags
+        if flags & RST:
+            self.counters["drop_rst_listen"] += 1
+            self._trace("drop", reason="RST at a listener: ignored")
+            return
+        if seg.ack is not None:  # <SEQ=SEG.ACK><CTL=RST>
+            self._no_connection(src, key[0], seg, "ACK at a listener")
+            return
+        if not flags & SYN:
+            self.counters["drop_listen_no_syn"] += 1
+            self._trace("drop", reason="segment without SYN at a listener")
+            return
+        if _invalid_peer(src) or _invalid_peer(key[0]):
+            self.counters["drop_bad_address"] += 1  # MUST-57, MUST-63
+            self._trace("drop", reason="SYN from/to an invalid address")
+            return
+        if lst.syn_pending >= lst.syn_backlog or lst.pending >= lst.backlog:
+            self.counters["drop_backlog_full"] += 1
+            self._trace("drop", reason="listen backlog full")
+            return
+        conn = self._new_conn(key, lst.config, now)
+        conn.reuseaddr = lst.reuseaddr
+        conn.open_passive(now)
+        conn.handle_segment(seg, now)
+        self._parent[key] = lst
+        lst.syn_pending += 1
+        self._after(conn)
+
+    # -------------------------------------------------------------------------------------
+    # Bookkeeping after anything touched a connection
+    # -------------------------------------------------------------------------------------
+
+    def _after(self, conn: Connection) -> None:
+        self._dirty[conn] = None
+        lst = self._parent.get((conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port))
+        if lst is not None and conn.state is not State.SYN_RECEIVED and conn.state is not State.LISTEN:
+            # The child left SYN-RECEIVED: established ones go to the accept queue.
+            del self._parent[(conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)]
+            lst.syn_pending -= 1
+            if conn.state is not State.CLOSED and not lst.closed:
+                lst._enqueue(conn)
+        elif lst is not None and conn.state is State.LISTEN:
+            lst.syn_pending -= 1
+            del self._parent[(conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)]
+
+    def _reschedule(self, conn: Connection) -> None:
+        d = conn.next_deadline()
+        if d is None:
+            self._sched.pop(conn, None)
+            return
+        if self._sched.get(conn) != d:
+            self._sched[conn] = d
+            self._tick += 1
+            heapq.heappush(self._heap, (d, self._tick, conn))
+
+    def _remove(self, conn: Connection) -> None:
+        key = (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)
+        if self.conns.get(key) is conn:
+            del self.conns[key]
+            self._unbind(conn, conn.local_port)
+            self.closed_connections += 1
+            self.counters["retransmissions"] += conn.stats[2]
+        self._sched.pop(conn, None)
+        self._dirty.pop(conn, None)
+        lst = self._parent.pop(key, None)
+        if lst is not None:
+            lst.syn_pending -= 1
+        conn.notify = None
+
+    # -------------------------------------------------------------------------------------
+    # Output and time
+    # -------------------------------------------------------------------------------------
+
+    def packets_to_send(self, now: float) -> list[bytes]:
+        """Every IP packet due now, from every connection that may have something to send."""
+        self.now = now
+        out = self._stray
+        self._stray = []
+        counters = self.counters
+        while self._dirty:
+            conn = next(iter(self._dirty))
+            del self._dirty[conn]
+            segs = conn.segments_to_send(now)
+            if segs:
+                la, ra, ttl, tos = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos
+                for seg in segs:
+                    out.append(build_packet(la, ra, seg, ttl=ttl, tos=tos))
+                    if seg.flags & RST:
+                        counters["resets_out"] += 1
+                counters["segments_out"] += len(segs)
+            st = conn.state
+            if st is State.CLOSED or st is State.LISTEN:
+                self._remove(conn)
+            else:
+                self._reschedule(conn)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """The earliest timer of any connection (None when no timer runs)."""
+        heap = self._heap
+        sched = self._sched
+        while heap:
+            t, _, conn = heap[0]
+            if sched.get(conn) == t:
+                return t
+            heapq.heappop(heap)
+        return None
+
+    def has_output(self) -> bool:
+        return bool(self._stray) or any(c.wants_output for c in self._dirty)
+
+    def handle_timeout(self, now: float) -> None:
+        """Fire every timer that is due at ``now``."""
+        self.now = now
+        heap = self._heap
+        sched = self._sched
+        while heap and heap[0][0] <= now:
+            t, _, conn = heapq.heappop(heap)
+            if sched.get(conn) != t:
+                continue
+            del sched[conn]
+            conn.handle_timeout(now)
+            self._after(conn)
+            self._reschedule(conn)
+
+    # -------------------------------------------------------------------------------------
+    # Observability
+    # -------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters: packets/segments in and out, bad checksums, drops by reason, resets,
+        retransmissions (including those of connections still open)."""
+        out = dict(self.counters)
+        out["retransmissions"] = self.counters["retransmissions"] + sum(c.stats[2] for c in self.conns.values())
+        out["connections"] = len(self.conns)
+        out["listeners"] = len(self.listeners)
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {','.join(self.addresses)} conns={len(self.conns)}>"

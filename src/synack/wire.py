@@ -1,0 +1,691 @@
+"""The exact bytes of TCP segments inside IPv4 and IPv6 packets.
+
+Pure functions and small value types, no I/O:
+
+* sequence-number arithmetic modulo 2**32 (RFC 9293 §3.4);
+* the TCP header (RFC 9293 §3.1, Figure 1) with every flag kept raw, and the options of
+  RFC 9293 §3.2 (EOL, NOP, MSS), RFC 7323 (window scale, timestamps) and RFC 2018 (SACK);
+  unknown options are preserved by kind and bytes (MUST-6);
+* IPv4 (RFC 791) and IPv6 (RFC 8200) headers and the TCP checksum over the pseudo-header
+  (RFC 9293 §3.1, MUST-2/MUST-3);
+* a one-line text form in the style of tcpdump.
+
+Every malformed input raises :class:`WireError`, whose message says what is wrong and at which
+byte offset; no ``IndexError`` or ``struct.error`` escapes from a parser.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+__all__ = [
+    "ACK",
+    "CWR",
+    "ECE",
+    "FIN",
+    "PSH",
+    "RST",
+    "SEQ_MOD",
+    "SYN",
+    "URG",
+    "Eol",
+    "IPPacket",
+    "Mss",
+    "Nop",
+    "Option",
+    "Sack",
+    "SackPermitted",
+    "Segment",
+    "SeqContext",
+    "Timestamps",
+    "UnknownOption",
+    "WindowScale",
+    "WireError",
+    "address_family",
+    "build_ip_packet",
+    "build_packet",
+    "build_segment",
+    "describe_option",
+    "encode_options",
+    "flag_names",
+    "format_tcpdump",
+    "internet_checksum",
+    "parse_options",
+    "parse_packet",
+    "parse_segment",
+    "pseudo_header",
+    "seq_add",
+    "seq_diff",
+    "seq_ge",
+    "seq_gt",
+    "seq_in_window",
+    "seq_le",
+    "seq_lt",
+    "seq_max",
+    "tcp_checksum",
+    "tcpdump_flags",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Sequence numbers (RFC 9293 §3.4): all arithmetic is modulo 2**32.
+# ---------------------------------------------------------------------------------------------
+
+SEQ_MOD: Final = 1 << 32
+_SEQ_MASK: Final = SEQ_MOD - 1
+_HALF: Final = 1 << 31
+
+
+def seq_add(a: int, n: int) -> int:
+    """``a + n`` modulo 2**32."""
+    return (a + n) & _SEQ_MASK
+
+
+def seq_diff(a: int, b: int) -> int:
+    """Signed distance ``a - b`` in the range [-2**31, 2**31)."""
+    return ((a - b + _HALF) & _SEQ_MASK) - _HALF
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """``a < b`` in sequence space (RFC 9293 §3.4: "=<" means less than or equal, modulo 2**32)."""
+    return ((a - b) & _SEQ_MASK) >= _HALF
+
+
+def seq_le(a: int, b: int) -> bool:
+    return a == b or ((a - b) & _SEQ_MASK) >= _HALF
+
+
+def seq_gt(a: int, b: int) -> bool:
+    return ((b - a) & _SEQ_MASK) >= _HALF
+
+
+def seq_ge(a: int, b: int) -> bool:
+    return a == b or ((b - a) & _SEQ_MASK) >= _HALF
+
+
+def seq_max(a: int, b: int) -> int:
+    return b if seq_lt(a, b) else a
+
+
+def seq_in_window(x: int, start: int, size: int) -> bool:
+    """``start =< x < start + size`` in sequence space (a window of ``size`` octets)."""
+    return ((x - start) & _SEQ_MASK) < size
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+class WireError(ValueError):
+    """A packet or header that cannot be parsed. ``offset`` is the byte where the problem is."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"{message} (at byte {offset})")
+        self.reason = message
+        self.offset = offset
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags (RFC 9293 §3.1 "Control bits", RFC 3168 for ECE/CWR)
+# ---------------------------------------------------------------------------------------------
+
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
+
+_FLAG_NAMES: Final = (
+    (FIN, "FIN"), (SYN, "SYN"), (RST, "RST"), (PSH, "PSH"),
+    (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"),
+)
+# Display order used by people and by RFC figures: SYN first, then ACK, ...
+_FLAG_DISPLAY: Final = (
+    (SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"),
+    (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"),
+)
+# tcpdump prints the letters in bit order: F S R P . U E W
+_TCPDUMP_LETTERS: Final = (
+    (FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"),
+    (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"),
+)
+
+
+def flag_names(flags: int) -> list[str]:
+    """``0x12`` → ``["SYN", "ACK"]`` (display order: SYN, FIN, RST, PSH, ACK, URG, ECE, CWR)."""
+    return [name for bit, name in _FLAG_DISPLAY if flags & bit]
+
+
+def tcpdump_flags(flags: int) -> str:
+    """``0x12`` → ``"S."`` as tcpdump prints it; no flag at all → ``"none"``."""
+    s = "".join(letter for bit, letter in _TCPDUMP_LETTERS if flags & bit)
+    return s or "none"
+
+
+# ---------------------------------------------------------------------------------------------
+# Options (RFC 9293 §3.2, RFC 7323, RFC 2018)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Eol:
+    """End of Option List (kind 0). ``padding`` holds the bytes that followed it (MUST-69: zeros)."""
+
+    padding: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Nop:
+    """No-Operation (kind 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mss:
+    """Maximum Segment Size (kind 2, length 4), RFC 9293 §3.2 / §3.7.1."""
+
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScale:
+    """Window scale (kind 3, length 3), RFC 7323 §2. ``shift`` is kept raw (may exceed 14)."""
+
+    shift: int
+
+
+@dataclass(frozen=True, slots=True)
+class SackPermitted:
+    """SACK-permitted (kind 4, length 2), RFC 2018 §2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sack:
+    """SACK blocks (kind 5), RFC 2018 §3: ``((left, right), ...)``, right edge exclusive."""
+
+    blocks: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Timestamps:
+    """Timestamps (kind 8, length 10), RFC 7323 §3."""
+
+    tsval: int
+    tsecr: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownOption:
+    """Any other option, kept as kind and raw data (MUST-6: ignored without error)."""
+
+    kind: int
+    data: bytes
+
+
+Option = Eol | Nop | Mss | WindowScale | SackPermitted | Sack | Timestamps | UnknownOption
+_O = TypeVar("_O", Eol, Nop, Mss, WindowScale, SackPermitted, Sack, Timestamps, UnknownOption)
+
+_H: Final = struct.Struct("!H")
+_I: Final = struct.Struct("!I")
+_II: Final = struct.Struct("!II")
+_TS_FAST: Final = b"\x01\x01\x08\x0a"
+_FIXED_LEN: Final = {2: 4, 3: 3, 4: 2, 8: 10}
+_OPTION_NAMES: Final = {0: "EOL", 1: "NOP", 2: "MSS", 3: "window scale", 4: "SACK permitted", 5: "SACK",
+                        8: "timestamps"}
+
+
+def parse_options(data: bytes, base: int = 20) -> tuple[Option, ...]:
+    """Parse the option bytes of a TCP header. ``base`` is the offset of ``data`` in the header.
+
+    Options may begin on any byte boundary (MUST-64); an illegal length raises WireError (MUST-7:
+    the caller drops the segment and counts it).
+    """
+    if len(data) == 12 and data[:4] == _TS_FAST:  # the common NOP,NOP,TS layout
+        tsval, tsecr = _II.unpack_from(data, 4)
+        return (_NOP, _NOP, Timestamps(tsval, tsecr))
+    opts: list[Option] = []
+    i = 0
+    n = len(data)
+    while i < n:
+        kind = data[i]
+        if kind == 0:
+            opts.append(Eol(bytes(data[i + 1:])))
+            break
+        if kind == 1:
+            opts.append(_NOP)
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise WireError(f"option kind {kind} has no length byte", base + i)
+        length = data[i + 1]
+        if length < 2:
+            raise WireError(f"option kind {kind} has illegal length {length}", base + i + 1)
+        if i + length > n:
+            raise WireError(f"option kind {kind} of length {length} runs past the header", base + i + 1)
+        want = _FIXED_LEN.get(kind)
+        if want is not None and length != want:
+            raise WireError(
+                f"{_OPTION_NAMES[kind]} option (kind {kind}) must have length {want}, not {length}",
+                base + i + 1,
+            )
+        if kind == 2:
+            opts.append(Mss(_H.unpack_from(data, i + 2)[0]))
+        elif kind == 3:
+            opts.append(WindowScale(data[i + 2]))
+        elif kind == 4:
+            opts.append(_SACK_PERMITTED)
+        elif kind == 8:
+            tsval, tsecr = _II.unpack_from(data, i + 2)
+            opts.append(Timestamps(tsval, tsecr))
+        elif kind == 5:
+            if (length - 2) % 8:
+                raise WireError(f"SACK option length {length} is not 2 + 8*n", base + i + 1)
+            blocks = tuple(_II.unpack_from(data, j) for j in range(i + 2, i + length, 8))
+            opts.append(Sack(blocks))
+        else:
+            opts.append(UnknownOption(kind, bytes(data[i + 2:i + length])))
+        i += length
+    return tuple(opts)
+
+
+_NOP: Final = Nop()
+_SACK_PERMITTED: Final = SackPermitted()
+
+
+def encode_options(options: Iterable[Option]) -> bytes:
+    """Option bytes, padded with zeros to a multiple of 4 (MUST-69)."""
+    out = bytearray()
+    for opt in options:
+        if isinstance(opt, Nop):
+            out.append(1)
+        elif isinstance(opt, Timestamps):
+            out += b"\x08\x0a"
+            out += _II.pack(opt.tsval & _SEQ_MASK, opt.tsecr & _SEQ_MASK)
+        elif isinstance(opt, Mss):
+            out += b"\x02\x04"
+            out += _H.pack(opt.value & 0xFFFF)
+        elif isinstance(opt, WindowScale):
+            out += bytes((3, 3, opt.shift & 0xFF))
+        elif isinstance(opt, SackPermitted):
+            out += b"\x04\x02"
+        elif isinstance(opt, Sack):
+            out += bytes((5, 2 + 8 * len(opt.blocks)))
+            for left, right in opt.blocks:
+                out += _II.pack(left & _SEQ_MASK, right & _SEQ_MASK)
+        elif isinstance(opt, Eol):
+            out.append(0)
+            out += opt.padding
+        else:
+            if len(opt.data) > 253:
+                raise ValueError(f"option kind {opt.kind} data too long ({len(opt.data)} bytes)")
+            out += bytes((opt.kind & 0xFF, 2 + len(opt.data)))
+            out += opt.data
+    pad = -len(out) % 4
+    if pad:
+        out += bytes(pad)
+    if len(out) > 40:
+        raise ValueError(f"options take {len(out)} bytes; a TCP header has room for 40")
+    return bytes(out)
+
+
+def describe_option(opt: Option) -> str:
+    """Human text of one option: ``MSS 1460``, ``SACK permitted``, ``timestamps val=1 ecr=0``."""
+    if isinstance(opt, Mss):
+        return f"MSS {opt.value}"
+    if isinstance(opt, WindowScale):
+        return f"window scale {opt.shift} (multiply by {1 << min(opt.shift, 30)})"
+    if isinstance(opt, SackPermitted):
+        return "SACK permitted"
+    if isinstance(opt, Sack):
+        return "SACK " + " ".join(f"{left}-{right}" for left, right in opt.blocks)
+    if isinstance(opt, Timestamps):
+        return f"timestamps val={opt.tsval} ecr={opt.tsecr}"
+    if isinstance(opt, Nop):
+        return "NOP"
+    if isinstance(opt, Eol):
+        return "EOL"
+    return f"unknown option kind {opt.kind} ({len(opt.data) + 2} bytes: {opt.data.hex()})"
+
+
+def _tcpdump_option(opt: Option) -> str:
+    if isinstance(opt, Mss):
+        return f"mss {opt.value}"
+    if isinstance(opt, WindowScale):
+        return f"wscale {opt.shift}"
+    if isinstance(opt, SackPermitted):
+        return "sackOK"
+    if isinstance(opt, Sack):
+        return f"sack {len(opt.blocks)} " + " ".join(f"{{{left}:{right}}}" for left, right in opt.blocks)
+    if isinstance(opt, Timestamps):
+        return f"TS val {opt.tsval} ecr {opt.tsecr}"
+    if isinstance(opt, Nop):
+        return "nop"
+    if isinstance(opt, Eol):
+        return "eol"
+    return f"opt-{opt.kind}:{opt.data.hex()}" if opt.data else f"opt-{opt.kind}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The TCP segment (RFC 9293 §3.1)
+# ---------------------------------------------------------------------------------------------
+
+_TCP_HDR: Final = struct.Struct("!HHIIBBHHH")
+
+
+@dataclass(slots=True)
+class Segment:
+    """One TCP segment. Fields as in RFC 9293 Figure 1.
+
+    ``ack`` is ``None`` when the ACK bit is off (the raw field is then kept in ``raw_ack`` so that
+    parse→build is byte-exact); ``flags`` is the raw control byte, so any combination can be made.
+    ``checksum`` is what was on the wire (``None`` for a segment built here: computed on build).
+    ``reserved`` is the 4 bits between data offset and flags (RFC 9293: must be zero).
+    """
+
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int | None
+    flags: int
+    window: int
+    options: tuple[Option, ...] = ()
+    payload: bytes = b""
+    urg: int = 0
+    checksum: int | None = None
+    reserved: int = 0
+    raw_ack: int = 0
+
+    @property
+    def seg_len(self) -> int:
+        """SEG.LEN: payload octets plus one for SYN and one for FIN (RFC 9293 §3.4)."""
+        return len(self.payload) + (self.flags & SYN and 1) + (self.flags & FIN and 1)
+
+    @property
+    def header_len(self) -> int:
+        return 20 + len(encode_options(self.options))
+
+    def has(self, flag: int) -> bool:
+        return bool(self.flags & flag)
+
+    def option(self, kind: type[_O]) -> _O | None:
+        """The first option of the given class, or None."""
+        for opt in self.options:
+            if isinstance(opt, kind):
+                return opt
+        return None
+
+    def ctl(self) -> str:
+        """``SYN,ACK`` — the control bits as RFC figures write them."""
+        return ",".join(flag_names(self.flags))
+
+
+def _fold(total: int) -> int:
+    """Ones'-complement checksum from the big-integer sum of 16-bit-aligned pieces."""
+    r = total % 0xFFFF
+    return 0xFFFF - r if r else (0x0000 if total else 0xFFFF)
+
+
+def _be(data: bytes) -> int:
+    """Big-endian integer of ``data`` padded to an even length (RFC 1071 ones'-complement trick:
+    2**16 ≡ 1 mod 0xFFFF, so the 16-bit word sum ≡ the whole number mod 0xFFFF)."""
+    n = int.from_bytes(data, "big")
+    return n << 8 if len(data) & 1 else n
+
+
+def internet_checksum(data: bytes) -> int:
+    """The RFC 1071 Internet checksum of ``data``."""
+    return _fold(_be(data))
+
+
+def pseudo_header(src: str, dst: str, tcp_length: int) -> bytes:
+    """The pseudo-header of RFC 9293 §3.1 (IPv4) or RFC 8200 §8.1 (IPv6)."""
+    if ":" in src:
+        return socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) + \
+            struct.pack("!I3xB", tcp_length, 6)
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!xBH", 6, tcp_length)
+
+
+def tcp_checksum(src: str, dst: str, tcp_bytes: bytes) -> int:
+    """The TCP checksum of ``tcp_bytes`` (checksum field zeroed) between ``src`` and ``dst``."""
+    return _fold(_be(pseudo_header(src, dst, len(tcp_bytes))) + _be(tcp_bytes))
+
+
+def _checksum_ok(pseudo: bytes, tcp_bytes: bytes) -> bool:
+    return (_be(pseudo) + _be(tcp_bytes)) % 0xFFFF == 0
+
+
+def build_segment(seg: Segment, src: str | None = None, dst: str | None = None) -> bytes:
+    """The bytes of ``seg``. With ``src``/``dst`` the checksum is computed over the pseudo-header
+    (MUST-2); without them ``seg.checksum`` (or 0) is written as is."""
+    opts = encode_options(seg.options) if seg.options else b""
+    offset = (20 + len(opts)) >> 2
+    ack = seg.ack if seg.ack is not None else seg.raw_ack
+    hdr = _TCP_HDR.pack(
+        seg.src_port, seg.dst_port, seg.seq & _SEQ_MASK, ack & _SEQ_MASK,
+        (offset << 4) | (seg.reserved & 0x0F), seg.flags & 0xFF, seg.window, 0, seg.urg,
+    ) + opts
+    payload = seg.payload
+    if src is None or dst is None:
+        csum = seg.checksum or 0
+    else:
+        pseudo = pseudo_header(src, dst, len(hdr) + len(payload))
+        csum = _fold(_be(pseudo) + int.from_bytes(hdr, "big") + _be(payload))
+    return b"".join((hdr[:16], _H.pack(csum), hdr[18:], payload))
+
+
+def parse_segment(
+    data: bytes, src: str | None = None, dst: str | None = None, *, base: int = 0,
+) -> Segment:
+    """Parse a TCP segment. With ``src``/``dst`` the checksum is verified (MUST-3) and a bad one
+    raises WireError. ``base`` is the offset of ``data`` within a larger packet (for messages)."""
+    n = len(data)
+    if n < 20:
+        raise WireError(f"TCP header truncated: {n} bytes, need at least 20", base + n)
+    sport, dport, seq, ack, off_res, flags, window, csum, urg = _TCP_HDR.unpack_from(data)
+    hlen = (off_res >> 4) * 4
+    if hlen < 20:
+        raise WireError(f"TCP data offset {off_res >> 4} is below the minimum of 5", base + 12)
+    if hlen > n:
+        raise WireError(f"TCP data offset {off_res >> 4} ({hlen} bytes) runs past the {n}-byte segment",
+                        base + 12)
+    if src is not None and dst is not None and not _checksum_ok(pseudo_header(src, dst, n), data):
+        want = tcp_checksum(src, dst, data[:16] + b"\0\0" + data[18:])
+        raise WireError(f"bad TCP checksum 0x{csum:04x}, expected 0x{want:04x}", base + 16)
+    options = parse_options(data[20:hlen], base + 20) if hlen > 20 else ()
+    has_ack = flags & ACK
+    return Segment(
+        sport, dport, seq, ack if has_ack else None, flags, window, options,
+        bytes(data[hlen:]), urg, csum, off_res & 0x0F, 0 if has_ack else ack,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# IP packets
+# ---------------------------------------------------------------------------------------------
+
+_IP4: Final = struct.Struct("!BBHHHBBH4s4s")
+_IP6: Final = struct.Struct("!IHBB16s16s")
+_IPV6_SKIPPABLE: Final = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+
+
+def address_family(addr: str) -> int:
+    """4 or 6, from the text form of an address."""
+    return 6 if ":" in addr else 4
+
+
+@dataclass(slots=True)
+class IPPacket:
+    """An IPv4 or IPv6 packet carrying one TCP segment.
+
+    IPv4 fields: ``tos``, ``ident``, ``frag`` (flags+offset, 0x4000 = DF), ``ttl``, ``ip_options``;
+    IPv6: ``tos`` is the traffic class, ``flow`` the flow label, ``ttl`` the hop limit and
+    ``ext_headers`` the raw extension headers (their first next-header in ``ext_first``).
+    ``ip_checksum`` is the IPv4 header checksum seen on the wire (None when built here).
+    """
+
+    version: int
+    src: str
+    dst: str
+    seg: Segment
+    ttl: int = 64
+    tos: int = 0
+    ident: int = 0
+    frag: int = 0x4000
+    flow: int = 0
+    ip_options: bytes = b""
+    ext_headers: bytes = b""
+    ext_first: int = 6
+    ip_checksum: int | None = None
+    header_len: int = field(default=0)
+
+
+def build_packet(
+    src: str, dst: str, seg: Segment, *, ttl: int = 64, tos: int = 0, ident: int = 0,
+    frag: int = 0x4000, flow: int = 0, ip_options: bytes = b"",
+) -> bytes:
+    """A whole IP packet: IPv4 when the addresses are dotted quads, IPv6 when they contain ':'.
+    The IPv4 header checksum and the TCP checksum are computed here."""
+    tcp = build_segment(seg, src, dst)
+    if ":" in src:
+        return _IP6.pack(
+            (6 << 28) | ((tos & 0xFF) << 20) | (flow & 0xFFFFF), len(tcp), 6, ttl,
+            socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst),
+        ) + tcp
+    if len(ip_options) % 4 or len(ip_options) > 40:
+        raise ValueError("IPv4 options must be a multiple of 4 bytes and at most 40")
+    ihl = 5 + len(ip_options) // 4
+    hdr = _IP4.pack(0x40 | ihl, tos, ihl * 4 + len(tcp), ident, frag, ttl, 6, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst)) + ip_options
+    csum = _fold(int.from_bytes(hdr, "big"))
+    return b"".join((hdr[:10], _H.pack(csum), hdr[12:], tcp))
+
+
+def build_ip_packet(pkt: IPPacket) -> bytes:
+    """Rebuild a parsed packet byte for byte (checksums recomputed)."""
+    if pkt.version == 6 and pkt.ext_headers:
+        tcp = build_segment(pkt.seg, pkt.src, pkt.dst)
+        return _IP6.pack(
+            (6 << 28) | ((pkt.tos & 0xFF) << 20) | (pkt.flow & 0xFFFFF), len(pkt.ext_headers) + len(tcp),
+            pkt.ext_first, pkt.ttl,
+            socket.inet_pton(socket.AF_INET6, pkt.src), socket.inet_pton(socket.AF_INET6, pkt.dst),
+        ) + pkt.ext_headers + tcp
+    return build_packet(pkt.src, pkt.dst, pkt.seg, ttl=pkt.ttl, tos=pkt.tos, ident=pkt.ident,
+                        frag=pkt.frag, flow=pkt.flow, ip_options=pkt.ip_options)
+
+
+def parse_packet(data: bytes, *, verify: bool = True) -> IPPacket:
+    """Parse an IPv4 or IPv6 packet carrying TCP. With ``verify`` (the default) the IPv4 header
+    checksum and the TCP checksum are checked (MUST-3) and a bad one raises WireError."""
+    n = len(data)
+    if n < 1:
+        raise WireError("empty packet", 0)
+    version = data[0] >> 4
+    if version == 4:
+        if n < 20:
+            raise WireError(f"IPv4 header truncated: {n} bytes, need at least 20", n)
+        vihl, tos, total, ident, frag, ttl, proto, csum, s, d = _IP4.unpack_from(data)
+        ihl = (vihl & 0x0F) * 4
+        if ihl < 20:
+            raise WireError(f"IPv4 header length {ihl // 4} is below the minimum of 5", 0)
+        if ihl > n:
+            raise WireError(f"IPv4 header length {ihl} runs past the {n}-byte packet", 0)
+        if total < ihl:
+            raise WireError(f"IPv4 total length {total} is shorter than its header ({ihl})", 2)
+        if total > n:
+            raise WireError(f"IPv4 total length {total} exceeds the {n} bytes captured", 2)
+        if verify and int.from_bytes(data[:ihl], "big") % 0xFFFF != 0:
+            want = _fold(int.from_bytes(data[:10] + b"\0\0" + data[12:ihl], "big"))
+            raise WireError(f"bad IPv4 header checksum 0x{csum:04x}, expected 0x{want:04x}", 10)
+        if frag & 0x3FFF:
+            raise WireError("IPv4 fragment (fragments are not reassembled)", 6)
+        if proto != 6:
+            raise WireError(f"IPv4 protocol {proto} is not TCP (6)", 9)
+        src = socket.inet_ntoa(s)
+        dst = socket.inet_ntoa(d)
+        seg = parse_segment(data[ihl:total], src if verify else None, dst if verify else None, base=ihl)
+        return IPPacket(4, src, dst, seg, ttl, tos, ident, frag, 0, bytes(data[20:ihl]), b"", 6, csum, ihl)
+    if version == 6:
+        if n < 40:
+            raise WireError(f"IPv6 header truncated: {n} bytes, need at least 40", n)
+        vtf, plen, nxt, hlim, s, d = _IP6.unpack_from(data)
+        if 40 + plen > n:
+            raise WireError(f"IPv6 payload length {plen} exceeds the {n - 40} bytes captured", 4)
+        end = 40 + plen
+        first = nxt
+        off = 40
+        while nxt in _IPV6_SKIPPABLE:
+            if off + 8 > end:
+                raise WireError(f"IPv6 extension header {nxt} truncated", off)
+            hlen = (data[off + 1] + 1) * 8
+            if off + hlen > end:
+                raise WireError(f"IPv6 extension header {nxt} of {hlen} bytes runs past the packet", off + 1)
+            nxt = data[off]
+            off += hlen
+        if nxt == 44:
+            raise WireError("IPv6 fragment header (fragments are not reassembled)", off)
+        if nxt != 6:
+            raise WireError(f"IPv6 next header {nxt} is not TCP (6)", 6 if off == 40 else off)
+        src = socket.inet_ntop(socket.AF_INET6, s)
+        dst = socket.inet_ntop(socket.AF_INET6, d)
+        seg = parse_segment(data[off:end], src if verify else None, dst if verify else None, base=off)
+        return IPPacket(6, src, dst, seg, hlim, (vtf >> 20) & 0xFF, 0, 0, vtf & 0xFFFFF, b"",
+                        bytes(data[40:off]), first, None, off)
+    raise WireError(f"IP version {version} is neither 4 nor 6", 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# tcpdump-style text
+# ---------------------------------------------------------------------------------------------
+
+
+class SeqContext:
+    """Remembers the initial sequence number of each direction of each connection, so that
+    sequence and acknowledgment numbers can be printed relative to it (as tcpdump does)."""
+
+    __slots__ = ("_isn",)
+
+    def __init__(self) -> None:
+        self._isn: dict[tuple[str, int, str, int], int] = {}
+
+    def base(self, src: str, sport: int, dst: str, dport: int, seg: Segment | None = None) -> int | None:
+        key = (src, sport, dst, dport)
+        if key not in self._isn and seg is not None:
+            self._isn[key] = seg.seq
+        return self._isn.get(key)
+
+
+def format_tcpdump(pkt: IPPacket, ctx: SeqContext | None = None) -> str:
+    """One line like tcpdump's: ``10.0.0.1.80 > 10.0.0.2.33706: Flags [S.], seq 0, ack 1, win
+    65535, options [mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7], length 0``.
+
+    With a ``ctx`` the numbers are relative to each direction's first sequence number."""
+    seg = pkt.seg
+    seq = seg.seq
+    ack = seg.ack
+    if ctx is not None:
+        b = ctx.base(pkt.src, seg.src_port, pkt.dst, seg.dst_port, seg)
+        if b is not None:
+            seq = (seq - b) & _SEQ_MASK
+        if ack is not None:
+            rb = ctx.base(pkt.dst, seg.dst_port, pkt.src, seg.src_port)
+            if rb is not None:
+                ack = (ack - rb) & _SEQ_MASK
+    parts = [f"{pkt.src}.{seg.src_port} > {pkt.dst}.{seg.dst_port}: Flags [{tcpdump_flags(seg.flags)}]"]
+    plen = len(seg.payload)
+    if plen or seg.flags & (SYN | FIN | RST):
+        parts.append(f"seq {seq}:{(seq + plen) & _SEQ_MASK}" if plen else f"seq {seq}")
+    if ack is not None:
+        parts.append(f"ack {ack}")
+    parts.append(f"win {seg.window}")
+    if seg.flags & URG:
+        parts.append(f"urg {seg.urg}")
+    if seg.options:
+        parts.append("options [" + ",".join(_tcpdump_option(o) for o in seg.options) + "]")
+    parts.append(f"length {plen}")
+    return ", ".join(parts)
