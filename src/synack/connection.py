@@ -339,6 +339,8 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "_mtu_mss",
+        "ws_ok",
         "now",
         "notify",
         "reuseaddr",
@@ -453,10 +455,12 @@ class Connection:
         self.last_ack_sent = 0
         # Options
         header = 60 if self.ipv6 else 40
-        self.rcv_mss = cfg.mss if cfg.mss is not None else max(mtu - header, 64)
+        self._mtu_mss = max(mtu - header, 64)  # the largest segment the IP layer can send (EMTU_S)
+        self.rcv_mss = cfg.mss if cfg.mss is not None else self._mtu_mss
         self.snd_mss = _default_mss(self.ipv6)
         self.rcv_wscale = 0
         self.snd_wscale = 0
+        self.ws_ok = False
         self.ts_ok = False
         self.ts_offset = ts_offset & _MASK
         self.ts_recent = 0
@@ -1097,16 +1101,12 @@ class Connection:
             elif isinstance(opt, SackPermitted):
                 sack = True
         offered_here = self.state is State.LISTEN or self._syn_opts_sent
-        # MUST-16: the effective send MSS is the smaller of the peer's MSS and what we can send.
-        send_mss = mss if mss is not None else _default_mss(self.ipv6)
-        self.snd_mss = max(min(send_mss, self.rcv_mss if cfg.mss is None else 65495), 1)
-        if mss is not None and mss > 0:
-            self.snd_mss = max(min(mss, self.rcv_mss), 1)
-        self.cc.reset_mss(self.snd_mss)
         if wscale is not None and cfg.window_scaling and offered_here:
+            self.ws_ok = True
             self.snd_wscale = min(wscale, 14)  # RFC 7323 §2.3: values above 14 are treated as 14
             self.rcv_wscale = _wscale_for(cfg.rcv_buf)
         else:
+            self.ws_ok = False
             self.snd_wscale = self.rcv_wscale = 0
         if ts is not None and cfg.timestamps and offered_here:
             self.ts_ok = True
@@ -1114,6 +1114,11 @@ class Connection:
         else:
             self.ts_ok = False
         self.sack_ok = sack and cfg.sack and offered_here
+        # MUST-15/MUST-16 (§3.7.1): Eff.snd.MSS = min(SendMSS, what IP can send) minus the TCP
+        # options every segment carries (12 octets of timestamps when they are in use).
+        send_mss = mss if mss is not None and mss > 0 else _default_mss(self.ipv6)
+        self.snd_mss = max(min(send_mss, self._mtu_mss) - (12 if self.ts_ok else 0), 1)
+        self.cc.reset_mss(self.snd_mss)
 
     def _established(self, now: float) -> None:
         self._event(Event.CONNECTED)
@@ -1164,7 +1169,8 @@ class Connection:
         if self.config.delayed_ack <= 0:
             self._ack_now = True
             return
-        self._ack_pending_segs += 1 if nbytes >= self.rcv_mss else 0
+        # "Full-sized": allow for up to 40 octets of options in the peer's segments.
+        self._ack_pending_segs += 1 if nbytes >= self.rcv_mss - 40 else 0
         if self._ack_pending_segs >= 2:
             self._ack_now = True
         elif self._t_delack is None:
@@ -1198,11 +1204,8 @@ class Connection:
         free = self.config.rcv_buf - len(self._rbuf)
         cur = self.rcv_wnd
         wnd = cur
-        if free - cur >= min(self.config.rcv_buf // 2, self.rcv_mss) or (
-                free > cur == 0 and free >= self.rcv_mss):
+        if free - cur >= min(self.config.rcv_buf // 2, self.rcv_mss):
             wnd = free
-        elif cur > free and cur == 0:
-            wnd = 0
         shift = self.rcv_wscale
         field = (wnd + (1 << shift) - 1) >> shift if shift else wnd
         if field > 0xFFFF:
@@ -1263,7 +1266,7 @@ class Connection:
                 opts.append(SackPermitted())
             if cfg.timestamps and (self.state is State.SYN_SENT or self.ts_ok):
                 opts.append(Timestamps(self._tsval(now), self.ts_recent if ack is not None else 0))
-            if cfg.window_scaling and (self.state is State.SYN_SENT or self.rcv_wscale or self.snd_wscale):
+            if cfg.window_scaling and (self.state is State.SYN_SENT or self.ws_ok):
                 opts.append(Nop())
                 opts.append(WindowScale(_wscale_for(cfg.rcv_buf)))
             self._syn_opts_sent = True
@@ -1310,8 +1313,6 @@ class Connection:
                 self._sent(seg, self.iss, 1, now)
                 out.append(seg)
                 self._ack_now = False
-            elif self._ack_now and st is State.SYN_RECEIVED:
-                pass
             if st is State.SYN_SENT:
                 return out
             if self.snd_una == self.iss:  # SYN-RECEIVED: nothing else until our SYN is ACKed
@@ -1339,7 +1340,10 @@ class Connection:
                 out.append(nxt)
                 sent_any = True
         if self._ack_now and not sent_any:
-            seg = self._make(self.snd_nxt, self.rcv_nxt, ACK, b"", now)
+            # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (§3.10.7.4): the RFC's SND.NXT is our snd_max.
+            # After a timeout rewind snd_nxt lies below what the peer already received, and an
+            # ACK carrying it would be unacceptable there, its ACK field never read (ACK war).
+            seg = self._make(self.snd_max, self.rcv_nxt, ACK, b"", now)
             self._count_out(seg)
             out.append(seg)
             sent_any = True
@@ -1529,11 +1533,9 @@ class Connection:
         if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2) or not cfg.keepalive:
             self._t_keepalive = None
             return
-        idle_since = max(self._last_rcv, now - cfg.keepidle) if self._ka_probes == 0 else self._last_rcv
         if self._ka_probes == 0 and now - self._last_rcv < cfg.keepidle:
             self._t_keepalive = self._last_rcv + cfg.keepidle
             return
-        del idle_since
         if self.snd_una != self.snd_max:  # MUST-26: only when no sent data is outstanding
             self._t_keepalive = now + cfg.keepintvl
             return

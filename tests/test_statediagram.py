@@ -1,0 +1,57 @@
+"""The state diagram is generated from the transition table the core enforces."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from synack.cli import main
+from synack.connection import TRANSITIONS, Connection, State
+from synack.statediagram import to_dot, to_svg, to_text
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_text_lists_every_state_and_every_main_transition() -> None:
+    text = to_text()
+    for st in State:
+        assert f"\n{st.value}\n" in f"\n{text}"
+    for t in TRANSITIONS:
+        if t.main:
+            assert t.event in text and t.dst.value in text
+
+
+def test_text_all_includes_the_abort_arrows() -> None:
+    assert "(abort/reset)" not in to_text()
+    assert to_text(include_aborts=True).count("(abort/reset)") == sum(not t.main for t in TRANSITIONS)
+
+
+def test_dot_has_one_edge_per_transition() -> None:
+    dot = to_dot(include_aborts=True)
+    assert dot.count(" -> ") == len(TRANSITIONS)
+    assert 'digraph tcp {' in dot and dot.rstrip().endswith("}")
+
+
+def test_svg_has_one_arrow_per_transition_and_a_box_per_state() -> None:
+    root = ET.fromstring(to_svg())
+    paths = [p for p in root.iter(f"{SVG}path") if p.get("class") == "transition"]
+    assert len(paths) == sum(t.main for t in TRANSITIONS)
+    states = {g.get("data-state") for g in root.iter(f"{SVG}g") if g.get("class") == "state"}
+    assert states == {s.value for s in State}
+    pairs = {(p.get("data-src"), p.get("data-dst")) for p in paths}
+    assert ("SYN-SENT", "ESTABLISHED") in pairs and ("TIME-WAIT", "CLOSED") in pairs
+
+
+def test_cli_states_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["states"]) == 0
+    assert "TIME-WAIT" in capsys.readouterr().out
+    assert main(["states", "--format", "dot", "--all"]) == 0
+    assert capsys.readouterr().out.count(" -> ") == len(TRANSITIONS)
+
+
+def test_illegal_transition_is_refused_by_the_table() -> None:
+    conn = Connection(("10.0.0.1", 1000), ("10.0.0.2", 80), iss=1)
+    with pytest.raises(AssertionError, match="illegal transition CLOSED=>ESTABLISHED"):
+        conn._set_state(State.ESTABLISHED, "test")
+    assert conn.state is State.CLOSED
