@@ -32,7 +32,6 @@ class ReassemblyQueue:
             return True
         # Work in offsets from rcv_nxt so that comparisons do not wrap.
         start = (seq - rcv_nxt) & _MASK
-        end = start + len(data)
         merged: list[tuple[int, bytes]] = []
         pieces: list[tuple[int, bytes]] = [(start, data)]
         for bseq, bdata in self._blocks:

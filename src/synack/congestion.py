@@ -66,8 +66,9 @@ class NewReno:
         if self.in_recovery:
             if ((ack - self.recover) & 0xFFFFFFFF) < (1 << 31):  # ack >= recover: full ACK
                 self.in_recovery = False
-                # RFC 6582 §3.2 step 3: deflate the window.
-                self.cwnd = max(min(self.ssthresh, max(flight - acked, 0) + mss), mss)
+                # RFC 6582 §3.2 step 3 (1): deflate to min(ssthresh, max(FlightSize, SMSS) + SMSS),
+                # FlightSize being what is still outstanding after this ACK.
+                self.cwnd = min(self.ssthresh, max(flight - acked, mss) + mss)
                 return False
             # Partial ACK: retransmit the next hole, deflate by the amount acknowledged, add one MSS.
             self.cwnd = max(self.cwnd - acked + mss, mss)

@@ -141,7 +141,6 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(S.ESTABLISHED, S.CLOSE_WAIT, "rcv FIN", "snd ACK"),
     Transition(S.FIN_WAIT_1, S.FIN_WAIT_2, "rcv ACK of FIN"),
     Transition(S.FIN_WAIT_1, S.CLOSING, "rcv FIN", "snd ACK"),
-    Transition(S.FIN_WAIT_1, S.TIME_WAIT, "rcv FIN + ACK of FIN", "snd ACK"),
     Transition(S.FIN_WAIT_2, S.TIME_WAIT, "rcv FIN", "snd ACK"),
     Transition(S.CLOSE_WAIT, S.LAST_ACK, "CLOSE", "snd FIN"),
     Transition(S.CLOSING, S.TIME_WAIT, "rcv ACK of FIN"),
@@ -808,6 +807,9 @@ class Connection:
         self._take_syn_options(seg)
         self.irs = seg.seq
         self.rcv_nxt = (seg.seq + 1) & _MASK
+        # The window of our SYN (unscaled, RFC 7323 §2.2) now has a left edge: RCV.NXT. Before the
+        # IRS was known RCV.NXT was 0, and an edge computed from it is meaningless.
+        self.rcv_adv = (self.rcv_nxt + min(self.config.rcv_buf, 0xFFFF)) & _MASK
         self._last_rcv = now
         if ack is not None:
             self._ack_advances(ack, now)
@@ -958,18 +960,25 @@ class Connection:
             if _lt(self.snd_una, ack):
                 self._ack_advances(ack, now)
             elif ack == self.snd_una and not payload and not fin and self.snd_max != self.snd_una \
-                    and (seg.window << self.snd_wscale) == self.snd_wnd:
-                # A duplicate ACK (RFC 5681 §2).
+                    and (seg.window << self.snd_wscale) == self.snd_wnd and self.snd_wnd != 0:
+                # A duplicate ACK (RFC 5681 §2). Not with a zero window: those ACKs answer our
+                # zero-window probes (§3.8.6.1) and say "no room", not "a segment was lost".
                 if self.cc.on_dupack(self.snd_max, _diff(self.snd_max, self.snd_una)):
                     self._fast_rexmit = True
                     self._rtt_seq = None
-            # Window update (§3.10.7.4 ESTABLISHED): SND.UNA =< SEG.ACK =< SND.NXT
-            if _lt(self.snd_wl1, seq) or (self.snd_wl1 == seq and _le(self.snd_wl2, ack)):
+            # Window update (§3.10.7.4 ESTABLISHED): only if SND.UNA =< SEG.ACK =< SND.NXT (an older
+            # ACK is merely tolerated by RFC 5961 §5), and not from an older segment (WL1/WL2).
+            if _le(self.snd_una, ack) and (
+                    _lt(self.snd_wl1, seq) or (self.snd_wl1 == seq and _le(self.snd_wl2, ack))):
                 self.snd_wnd = seg.window << self.snd_wscale
                 if self.snd_wnd > self.max_snd_wnd:
                     self.max_snd_wnd = self.snd_wnd
                 self.snd_wl1 = seq
                 self.snd_wl2 = ack
+            if self.snd_wnd == 0 and self._rexmit_start is not None:
+                # MUST-37 (§3.8.6.1): a peer that answers our probes with a zero window is alive;
+                # R2 (§3.8.3) measures an unresponsive peer, so its clock starts again.
+                self._rexmit_start = now
         self._last_rcv = now
         self._ka_probes = 0
         if self.ts_ok:
@@ -1072,10 +1081,10 @@ class Connection:
             if st in (State.SYN_RECEIVED, State.ESTABLISHED):
                 self._set_state(State.CLOSE_WAIT, "rcv FIN")
             elif st is State.FIN_WAIT_1:
-                if self.fin_acked:
-                    self._enter_time_wait(now, "rcv FIN + ACK of FIN")
-                else:
-                    self._set_state(State.CLOSING, "rcv FIN")
+                # "If our FIN has been ACKed (perhaps in this segment), then enter TIME-WAIT":
+                # an ACK of our FIN in this segment already moved us to FIN-WAIT-2 in the fifth
+                # step (handled below), so here our FIN is still unacknowledged.
+                self._set_state(State.CLOSING, "rcv FIN")
             elif st is State.FIN_WAIT_2:
                 self._enter_time_wait(now, "rcv FIN")
 
@@ -1191,7 +1200,10 @@ class Connection:
     def _window_opened(self, now: float) -> None:
         """After the user reads: receiver SWS avoidance (§3.8.6.2.2). Move the right edge only
         when the free space grew by min(RCV.BUFF/2, Eff.snd.MSS); then send a window update."""
-        if not self.state.synchronized:
+        if not self.state.synchronized or self._peer_fin:
+            # After the peer's FIN no more text can come (§3.10.7.4 eighth step): a window update
+            # is useless, and from TIME-WAIT it would draw a RST from a peer already CLOSED
+            # (which ends our TIME-WAIT early, §3.10.7.4 second step).
             return
         free = self.config.rcv_buf - len(self._rbuf)
         cur = self.rcv_wnd
@@ -1210,7 +1222,10 @@ class Connection:
         field = (wnd + (1 << shift) - 1) >> shift if shift else wnd
         if field > 0xFFFF:
             field = 0xFFFF
-        edge = (self.rcv_nxt + (field << shift)) & _MASK
+        # Rounding the scaled field up keeps the peer from seeing a shrinking window (RFC 7323
+        # §2.4), but the edge up to which we take data never passes the free buffer space: each
+        # rounding would otherwise push it up to 2**shift − 1 octets past RCV.BUFF (memory bound).
+        edge = (self.rcv_nxt + min(field << shift, max(free, cur))) & _MASK
         if _lt(self.rcv_adv, edge) or self.rcv_adv == 0:
             self.rcv_adv = edge
         return field
@@ -1285,7 +1300,8 @@ class Connection:
             opts.append(Sack(self._ooo.sack_blocks(4)))
         if flags & SYN:
             wnd = min(self.config.rcv_buf, 0xFFFF)
-            if _lt(self.rcv_adv, (self.rcv_nxt + wnd) & _MASK) or self.rcv_adv == 0:
+            # A bare SYN (SYN-SENT) has no RCV.NXT yet: its edge is set when the IRS arrives.
+            if ack is not None and (_lt(self.rcv_adv, (self.rcv_nxt + wnd) & _MASK) or self.rcv_adv == 0):
                 self.rcv_adv = (self.rcv_nxt + wnd) & _MASK
         else:
             wnd = self._advertise() if window else 0
@@ -1304,7 +1320,9 @@ class Connection:
         st = self.state
         if st is State.CLOSED or st is State.LISTEN:
             return out
-        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
+        # Our SYN is unacknowledged: SYN-SENT, SYN-RECEIVED, or FIN-WAIT-1/CLOSING entered by a
+        # CLOSE in SYN-RECEIVED (§3.10.4), where the SYN,ACK still heads the retransmission queue.
+        if st is State.SYN_SENT or st is State.SYN_RECEIVED or self.snd_una == self.iss:
             if self.snd_nxt == self.iss:
                 if st is State.SYN_SENT:
                     seg = self._make(self.iss, None, SYN, b"", now, syn_options=True)
@@ -1315,20 +1333,35 @@ class Connection:
                 self._ack_now = False
             if st is State.SYN_SENT:
                 return out
-            if self.snd_una == self.iss:  # SYN-RECEIVED: nothing else until our SYN is ACKed
+            if self.snd_una == self.iss and st is State.SYN_RECEIVED:
+                # Nothing else until our SYN is ACKed, except the ACK that §3.10.7.4 sends for an
+                # unacceptable segment and RFC 5961 for an in-window RST (a challenge ACK).
+                if self._ack_now:
+                    seg = self._make(self.snd_max, self.rcv_nxt, ACK, b"", now)
+                    self._count_out(seg)
+                    out.append(seg)
                 self._ack_now = False
                 return out
         sent_any = False
         nxt: Segment | None
         if self._fast_rexmit:
             self._fast_rexmit = False
-            nxt = self._data_segment(self.snd_una, self.snd_mss, now, rexmit=True)
+            # RFC 5681 §3.2: retransmit the segment that appears lost — data sent before, never
+            # octets beyond snd_max (those are new data and wait for the window and cwnd).
+            n = min(self.snd_mss, _diff(self.snd_max, self.snd_una))
+            nxt = self._data_segment(self.snd_una, n, now, rexmit=True) if n > 0 else None
             if nxt is not None:
                 out.append(nxt)
                 sent_any = True
         if self._probe_due:
             self._probe_due = False
-            nxt = self._data_segment(self.snd_una, 1, now, rexmit=True, probe=True)
+            usable = min(self.snd_wnd, self.cc.cwnd) - _diff(self.snd_nxt, self.snd_una)
+            if usable > 0:
+                # §3.8.6.2.1 rule (4): the override timeout sends what the open window allows —
+                # a one-octet probe into an open window would itself be a silly window.
+                nxt = self._data_segment(self.snd_nxt, min(usable, self.snd_mss), now, rexmit=False)
+            else:
+                nxt = self._data_segment(self.snd_una, 1, now, rexmit=True, probe=True)
             if nxt is not None:
                 out.append(nxt)
                 sent_any = True
@@ -1372,12 +1405,16 @@ class Connection:
                 return None
             if n < mss and n < unsent:
                 # Window-limited, less than a full segment: sender SWS avoidance — wait unless
-                # it is at least half the largest window the peer ever offered.
-                if n < self.max_snd_wnd // 2 or self.max_snd_wnd == 0:
+                # it is at least half the largest window the peer ever offered. Not for a
+                # retransmission after a timeout rewind (SND.NXT < snd_max): that data was sent
+                # once already and RFC 6298 §5.4 requires it to go again; holding it back left
+                # the retransmission timer firing forever with nothing sent.
+                if (n < self.max_snd_wnd // 2 or self.max_snd_wnd == 0) and not _lt(snd_nxt, self.snd_max):
                     return None
-            elif n < mss and not self.config.nodelay and self.snd_max != self.snd_una \
-                    and _lt(self.snd_una, snd_nxt):
-                # Nagle (SHLD-7): a short segment waits while data is unacknowledged.
+            elif n < mss and not self.config.nodelay and not self._fin_queued \
+                    and self.snd_max != self.snd_una and _lt(self.snd_una, snd_nxt):
+                # Nagle (SHLD-7): a short segment waits while data is unacknowledged — unless
+                # CLOSE was called: no later SEND can join it, so waiting would only delay the FIN.
                 return None
         return self._data_segment(snd_nxt, n, now, rexmit=False)
 
@@ -1389,6 +1426,11 @@ class Connection:
             return None
         avail = len(self._sbuf) - off
         n = max(min(n, avail), 0)
+        if self.sack_ok and self._ooo is not None and len(self._ooo):
+            # RFC 9293 §3.7.1: Eff.snd.MSS counts every option sent; the SACK blocks _make adds
+            # (2 NOPs, kind, length, 8 octets a block) come out of the room for data.
+            blocks = min(len(self._ooo), 3 if self.ts_ok else 4)
+            n = min(n, max(self.snd_mss - 4 - 8 * blocks, 1))
         payload = bytes(self._sbuf[off:off + n]) if n else b""
         flags = ACK
         if n and off + n == len(self._sbuf):
@@ -1431,7 +1473,11 @@ class Connection:
     def _arm_persist(self, now: float) -> None:
         """Zero-window probing (§3.8.6.1, MUST-35/36, SHLD-29/30): when the peer's window is zero
         and data waits with nothing in flight, probe after RTO, then back off exponentially."""
-        if self.snd_wnd == 0 and self.unsent > 0 and _diff(self.snd_max, self.snd_una) <= 1 \
+        # The same timer is the override timeout of sender SWS avoidance (§3.8.6.2.1): a window
+        # that is open but too small to send into (usable < min(D, Eff.snd.MSS)) with nothing in
+        # flight would otherwise wait forever when the peer's window update is lost.
+        usable = self.snd_wnd - _diff(self.snd_max, self.snd_una)
+        if usable < min(self.unsent, self.snd_mss) and _diff(self.snd_max, self.snd_una) <= 1 \
                 and self.state in _CAN_SEND_DATA:
             if self._t_persist is None:
                 self._t_rexmit = None
@@ -1440,6 +1486,11 @@ class Connection:
                 self._t_persist = now + delay
         else:
             self._t_persist = None
+            if self._t_rexmit is None and self.snd_max != self.snd_una and self.state in _CAN_SEND_DATA:
+                # Out of persist with a probe octet still unacknowledged: it is data, so the
+                # retransmission timer must cover it (RFC 6298 §5.1), or a lost ACK stalls us.
+                self._t_rexmit = now + self.rtt.rto
+                self._rexmit_start = now
 
     # -----------------------------------------------------------------------------------------
     # Timeouts (RFC 9293 §3.10.8)
@@ -1484,6 +1535,15 @@ class Connection:
             self._ack_now = True
         if self._t_persist is not None and now >= self._t_persist:
             self._t_persist = None
+            cfg = self.config
+            limit = cfg.user_timeout if cfg.user_timeout is not None else cfg.r2
+            if self.snd_wnd == 0 and now - self._last_rcv >= limit:
+                # MUST-20 (§3.8.3): a zero-window probe is a retransmitted data octet; R2 seconds
+                # with no answer at all fail the connection. (MUST-37: answered probes never do.)
+                self._trace("timer", timer="persist", action="give up (R2)")
+                self._teardown(ConnectionTimedOut("connection timed out (zero-window probes unanswered)"),
+                               "persist timeout (R2)", event=Event.TIMED_OUT)
+                return
             self._persist_backoff += 1
             self._probe_due = True
             self._trace("timer", timer="persist", action="probe")
@@ -1522,6 +1582,11 @@ class Connection:
         self._rtt_seq = None  # Karn
         self.snd_nxt = self.snd_una  # go back: output resends from SND.UNA (the SYN if unacked)
         self._t_rexmit = min(now + self.rtt.rto, start + limit)
+        if self.snd_wnd == 0 and self.state.synchronized and self.state is not State.SYN_RECEIVED:
+            # The window closed with data outstanding: nothing fits, so the retransmission is a
+            # zero-window probe of one octet (MUST-35/36), or a lost window update would leave
+            # both ends silent until R2.
+            self._probe_due = True
         if st is State.SYN_RECEIVED and self.snd_una == self.iss:
             self.snd_nxt = self.iss
 
@@ -1554,6 +1619,7 @@ class Connection:
     def set_keepalive(self, on: bool, now: float, *, idle: float | None = None,
                       interval: float | None = None, count: int | None = None) -> None:
         """Turn keep-alives on or off for this connection (MUST-24) and set their parameters."""
+        self._touch(now)  # the keep-alive deadline changed: the owner must reschedule us
         changes: dict[str, Any] = {"keepalive": on}
         if idle is not None:
             changes["keepidle"] = idle
@@ -1572,6 +1638,8 @@ class Connection:
     def set_nodelay(self, on: bool) -> None:
         """Disable (True) or enable the Nagle algorithm (MUST-17)."""
         self.config = self.config.with_(nodelay=on)
+        if self.notify is not None:
+            self.notify(self)  # data held back by Nagle may be sendable now
 
     def received_keepalive_activity(self, now: float) -> None:
         """(Host hook) any segment from the peer counts as activity for keep-alive."""

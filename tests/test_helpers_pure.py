@@ -1,0 +1,321 @@
+"""The small pure helpers of the core, on their own: the RFC 6298 estimator, RFC 5681/6582 NewReno,
+the reassembly queue (SHLD-31) and the window-scale shift of RFC 7323."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from synack.buffers import ReassemblyQueue
+from synack.congestion import NewReno, make_congestion_control
+from synack.connection import _wscale_for
+from synack.timers import RttEstimator
+
+# =============================================================================================
+# RttEstimator (RFC 6298)
+# =============================================================================================
+
+
+def test_rfc6298_2_1_initial_rto_before_any_sample() -> None:
+    r = RttEstimator()
+    assert (r.srtt, r.rto) == (None, 1.0)
+
+
+def test_rfc6298_2_2_first_sample() -> None:
+    r = RttEstimator(minimum=0.1)
+    r.sample(0.5)
+    assert (r.srtt, r.rttvar) == (0.5, 0.25)
+    assert r.rto == pytest.approx(0.5 + 4 * 0.25)
+
+
+def test_rfc6298_2_3_later_samples() -> None:
+    r = RttEstimator(minimum=0.01)
+    r.sample(0.4)
+    r.sample(0.2)
+    # RTTVAR = 3/4·0.2 + 1/4·|0.4 − 0.2| = 0.2; SRTT = 7/8·0.4 + 1/8·0.2 = 0.375
+    assert r.rttvar == pytest.approx(0.2)
+    assert r.srtt == pytest.approx(0.375)
+    assert r.rto == pytest.approx(0.375 + 0.8)
+
+
+def test_rfc6298_2_4_clock_granularity_term() -> None:
+    r = RttEstimator(minimum=0.001, granularity=0.05)
+    for _ in range(200):
+        r.sample(0.01)  # RTTVAR decays towards 0: the G term takes over
+    assert r.rto == pytest.approx(0.01 + 0.05, abs=1e-6)
+
+
+def test_rfc6298_2_4_minimum_of_one_second() -> None:
+    r = RttEstimator()
+    r.sample(0.01)
+    assert r.rto == 1.0
+
+
+def test_rfc6298_2_5_maximum() -> None:
+    r = RttEstimator(maximum=60.0)
+    r.sample(50.0)
+    assert r.rto == 60.0
+
+
+def test_rfc6298_5_5_backoff_doubles_to_the_maximum_and_a_sample_resets_it() -> None:
+    r = RttEstimator(maximum=10.0)
+    seen = []
+    for _ in range(6):
+        r.on_timeout()
+        seen.append(r.rto)
+    assert seen == [2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    assert r.backoff == 6
+    r.sample(0.1)
+    assert (r.backoff, r.rto) == (0, 1.0)
+
+
+def test_negative_sample_is_ignored() -> None:
+    r = RttEstimator()
+    r.sample(-1.0)
+    assert r.srtt is None
+
+
+@pytest.mark.parametrize("initial,minimum,maximum", [(1.0, 0.0, 1.0), (1.0, 2.0, 1.0), (0.0, 1.0, 60.0)])
+def test_estimator_rejects_bad_bounds(initial: float, minimum: float, maximum: float) -> None:
+    with pytest.raises(ValueError):
+        RttEstimator(initial, minimum, maximum)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=30))
+def test_rto_always_within_bounds(samples: list[float]) -> None:
+    r = RttEstimator(minimum=0.2, maximum=60.0)
+    for s in samples:
+        r.sample(s)
+        assert 0.2 <= r.rto <= 60.0
+        r.on_timeout()
+        assert 0.2 <= r.rto <= 60.0
+
+
+# =============================================================================================
+# NewReno (RFC 5681, RFC 6582) — MUST-19
+# =============================================================================================
+
+
+@pytest.mark.parametrize("mss,iw", [(536, 2144), (1095, 4380), (1096, 3288), (1460, 4380), (2190, 6570),
+                                    (2191, 4382), (9000, 18000)])
+def test_rfc5681_initial_window(mss: int, iw: int) -> None:
+    assert NewReno(mss).cwnd == iw
+
+
+def test_rfc5681_slow_start_adds_at_most_one_smss_per_ack() -> None:
+    cc = NewReno(1000)
+    cc.on_ack(500, 500, 4000)
+    assert cc.cwnd == 4500
+    cc.on_ack(3000, 3500, 4000)
+    assert cc.cwnd == 5500
+
+
+def test_rfc5681_congestion_avoidance_adds_one_smss_per_window() -> None:
+    cc = NewReno(1000)
+    cc.ssthresh = 4000
+    assert cc.cwnd == 4000
+    for _ in range(3):
+        cc.on_ack(1000, 0, 4000)
+    assert cc.cwnd == 4000
+    cc.on_ack(1000, 0, 4000)
+    assert cc.cwnd == 5000
+
+
+def test_rfc5681_third_duplicate_ack_enters_fast_recovery() -> None:
+    cc = NewReno(1000)
+    assert cc.on_dupack(10000, 8000) is False
+    assert cc.on_dupack(10000, 8000) is False
+    assert cc.on_dupack(10000, 8000) is True
+    assert (cc.ssthresh, cc.cwnd, cc.in_recovery, cc.recover) == (4000, 7000, True, 10000)
+    assert cc.on_dupack(10000, 8000) is False  # RFC 6582 step 4: inflate
+    assert cc.cwnd == 8000
+
+
+def test_rfc5681_equation_4_ssthresh_at_least_two_segments() -> None:
+    cc = NewReno(1000)
+    for _ in range(3):
+        cc.on_dupack(500, 1500)
+    assert cc.ssthresh == 2000
+
+
+def test_rfc6582_partial_ack_retransmits_and_deflates() -> None:
+    cc = NewReno(1000)
+    for _ in range(3):
+        cc.on_dupack(10000, 8000)
+    assert cc.on_ack(2000, 4000, 8000) is True  # below recover: partial
+    assert cc.cwnd == 7000 - 2000 + 1000
+    assert cc.in_recovery
+
+
+def test_rfc6582_full_ack_leaves_recovery_with_the_deflated_window() -> None:
+    """Step 3: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)."""
+    cc = NewReno(1000)
+    for _ in range(3):
+        cc.on_dupack(10000, 8000)
+    assert cc.on_ack(6000, 10000, 8000) is False
+    assert not cc.in_recovery
+    assert cc.cwnd == min(4000, max(8000 - 6000, 1000) + 1000)
+
+
+def test_rfc6582_full_ack_of_everything_leaves_two_segments() -> None:
+    """FlightSize 0 after the full ACK: max(FlightSize, SMSS) + SMSS = 2 SMSS (not 1)."""
+    cc = NewReno(1000)
+    for _ in range(3):
+        cc.on_dupack(10000, 8000)
+    cc.on_ack(8000, 10000, 8000)
+    assert cc.cwnd == 2000
+
+
+def test_rfc6582_recover_compared_modulo_2_32() -> None:
+    cc = NewReno(1000)
+    for _ in range(3):
+        cc.on_dupack(0x10, 8000)  # recover wrapped past 2**32
+    assert cc.on_ack(1000, 0xFFFFFFF0, 8000) is True  # before recover: partial
+    assert cc.on_ack(1000, 0x20, 8000) is False  # after it: full
+    assert not cc.in_recovery
+
+
+def test_rfc5681_timeout_sets_the_loss_window() -> None:
+    cc = NewReno(1000)
+    for _ in range(3):
+        cc.on_dupack(10000, 8000)
+    cc.on_timeout(6000)
+    assert (cc.cwnd, cc.ssthresh, cc.in_recovery, cc.dupacks) == (1000, 3000, False, 0)
+
+
+def test_unknown_congestion_control_is_refused() -> None:
+    assert isinstance(make_congestion_control("newreno", 1000), NewReno)
+    with pytest.raises(ValueError, match="cubic"):
+        make_congestion_control("cubic", 1000)
+
+
+# =============================================================================================
+# ReassemblyQueue (SHLD-31)
+# =============================================================================================
+
+
+def test_reassembly_in_order_after_the_hole_is_filled() -> None:
+    q = ReassemblyQueue(1000)
+    assert q.add(110, b"KLMNO", 100)
+    assert q.add(120, b"UVW", 100)
+    assert (len(q), q.held) == (2, 8)
+    assert q.pop_ready(100) == b""  # the hole 100..110 is still open
+    assert q.pop_ready(110) == b"KLMNO"
+    assert q.pop_ready(115) == b""
+    assert q.pop_ready(120) == b"UVW"
+    assert (len(q), q.held) == (0, 0)
+
+
+def test_reassembly_overlaps_are_stored_once() -> None:
+    q = ReassemblyQueue(1000)
+    q.add(105, b"FGHI", 100)
+    q.add(103, b"DEFGHIJK", 100)  # overlaps on both sides
+    q.add(106, b"GH", 100)  # entirely inside
+    assert q.held == 8
+    assert q.sack_blocks() == ((103, 111),)
+    assert q.pop_ready(103) == b"DEFGHIJK"
+
+
+def test_reassembly_adjacent_blocks_coalesce() -> None:
+    q = ReassemblyQueue(1000)
+    q.add(110, b"ab", 100)
+    q.add(112, b"cd", 100)
+    assert len(q) == 1
+    assert q.sack_blocks() == ((110, 114),)
+
+
+def test_reassembly_pop_ready_trims_what_is_already_delivered() -> None:
+    q = ReassemblyQueue(1000)
+    q.add(110, b"0123456789", 100)
+    assert q.pop_ready(115) == b"56789"
+    q.add(130, b"xy", 100)
+    assert q.pop_ready(140) == b""  # wholly old: discarded
+    assert q.held == 0
+
+
+def test_reassembly_memory_limit_refuses_and_keeps_nothing() -> None:
+    q = ReassemblyQueue(10)
+    assert q.add(110, b"12345678", 100)
+    assert q.add(120, b"abc", 100) is False
+    assert q.held == 8
+    assert q.add(118, b"9a", 100)
+    assert q.held == 10
+
+
+def test_reassembly_empty_and_duplicate_adds() -> None:
+    q = ReassemblyQueue(100)
+    assert q.add(5, b"", 0)
+    q.add(5, b"abc", 0)
+    q.add(5, b"abc", 0)
+    assert q.held == 3
+
+
+def test_reassembly_across_the_sequence_wrap() -> None:
+    q = ReassemblyQueue(1000)
+    rcv_nxt = 0xFFFFFFF8
+    q.add(0xFFFFFFFC, b"wxyz0123", rcv_nxt)  # 0xFFFFFFFC .. 4
+    q.add(4, b"4567", rcv_nxt)
+    assert q.sack_blocks() == ((0xFFFFFFFC, 8),)
+    assert q.pop_ready(0xFFFFFFFC) == b"wxyz01234567"
+
+
+def test_reassembly_sack_blocks_lowest_first_and_limited() -> None:
+    q = ReassemblyQueue(1000)
+    for start in (150, 110, 130, 170):
+        q.add(start, b"xx", 100)
+    assert q.sack_blocks(3) == ((110, 112), (130, 132), (150, 152))
+    q.clear()
+    assert (len(q), q.held, q.sack_blocks()) == (0, 0, ())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=(1 << 32) - 1), st.integers(min_value=0, max_value=2**31))
+def test_reassembly_any_arrival_order_rebuilds_the_stream(base: int, seed: int) -> None:
+    rng = random.Random(seed)
+    stream = bytes(rng.randrange(256) for _ in range(300))
+    pieces = []
+    for _ in range(40):
+        a = rng.randrange(1, 300)
+        b = min(300, a + rng.randrange(1, 40))
+        pieces.append((a, stream[a:b]))
+    pieces.append((0, stream[:1]))
+    rng.shuffle(pieces)
+    q = ReassemblyQueue(10_000)
+    rcv_nxt = base
+    got = b""
+    for off, data in pieces:
+        start = (base + off) & 0xFFFFFFFF
+        behind = (rcv_nxt - start) & 0xFFFFFFFF
+        if behind < (1 << 31):  # the piece starts at or before RCV.NXT: the receiver trims it
+            data = data[behind:]
+            if data:
+                got += data
+                rcv_nxt = (rcv_nxt + len(data)) & 0xFFFFFFFF
+        else:
+            q.add(start, data, rcv_nxt)
+        more = q.pop_ready(rcv_nxt)
+        got += more
+        rcv_nxt = (rcv_nxt + len(more)) & 0xFFFFFFFF
+    assert stream.startswith(got)
+    covered = {0}
+    for off, data in pieces:
+        covered.update(range(off, off + len(data)))
+    prefix = 0
+    while prefix in covered:
+        prefix += 1
+    assert got == stream[:prefix]
+
+
+# =============================================================================================
+# Window scale shift (RFC 7323 §2.3)
+# =============================================================================================
+
+
+@pytest.mark.parametrize("buf,shift", [(1, 0), (65535, 0), (65536, 1), (131070, 1), (131071, 2),
+                                       (256 * 1024, 3), (1 << 30, 14), (1 << 40, 14)])
+def test_wscale_for_is_the_smallest_sufficient_shift_at_most_14(buf: int, shift: int) -> None:
+    assert _wscale_for(buf) == shift
