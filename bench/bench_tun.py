@@ -1,0 +1,242 @@
+"""Bulk throughput between synack and the Linux kernel over TUN, with kernel↔kernel over a veth
+pair measured in the same run as the reference.
+
+Everything happens inside network namespaces this script creates and deletes (needs root):
+
+* ``tun``: synack (this process, one thread) on a TUN device in namespace A; the kernel peer is a
+  child process that enters A and listens on 10.77.0.1. ``send`` = synack → kernel,
+  ``recv`` = kernel → synack.
+* ``veth``: two namespaces joined by a veth pair (10.78.0.1 ↔ 10.78.0.2), a kernel socket in each
+  (this process and a child process), same transfer: the kernel↔kernel reference.
+
+Each figure is the median of ``--runs`` transfers of ``--mb`` MB (10^6 bytes), timed from the
+first byte sent to the last byte acknowledged (send) or received (recv).
+
+    sudo .venv/bin/python bench/bench_tun.py [--mb 50] [--runs 3] [--mtu 1500 65000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import os
+import pstats
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from synack import sockets
+from synack.connection import State
+from synack.tun import TunStack, create_netns, in_netns, remove_netns
+
+BLOCK = os.urandom(1 << 20)
+PORT = 5201
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel peer (a child process inside a namespace)
+# ---------------------------------------------------------------------------------------------
+
+
+def peer_main(ns: str, mode: str, addr: str, nbytes: int) -> None:
+    """Listen on addr:PORT inside ``ns``; ``sink``: read until EOF; ``source``: send nbytes, close."""
+    with in_netns(ns):
+        srv = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((addr, PORT))
+    srv.listen(1)
+    print("ready", flush=True)
+    srv.settimeout(60)
+    conn, _ = srv.accept()
+    conn.settimeout(120)
+    if mode == "sink":
+        buf = bytearray(1 << 20)
+        total = 0
+        while n := conn.recv_into(buf):
+            total += n
+        print(f"done {total}", flush=True)
+    else:
+        view = memoryview(BLOCK)
+        left = nbytes
+        while left > 0:
+            n = min(left, len(view))
+            conn.sendall(view[:n])
+            left -= n
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1)
+        print(f"done {nbytes}", flush=True)
+    conn.close()
+
+
+@contextlib.contextmanager
+def peer(ns: str, mode: str, addr: str, nbytes: int) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, __file__, "--peer", ns, mode, addr, str(nbytes)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"the kernel peer did not start: {line!r}")
+        yield proc
+    finally:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# synack over TUN
+# ---------------------------------------------------------------------------------------------
+
+
+def tun_run(stack: TunStack, ns: str, direction: str, nbytes: int) -> float:
+    """One transfer; returns seconds."""
+    mode = "sink" if direction == "send" else "source"
+    with peer(ns, mode, "10.77.0.1", nbytes):
+        s = sockets.socket(stack)
+        s.settimeout(60)
+        s.connect(("10.77.0.1", PORT))
+        conn = s.connection
+        assert conn is not None
+        if direction == "send":
+            t0 = time.monotonic()
+            left = nbytes
+            while left > 0:
+                n = min(left, len(BLOCK))
+                s.sendall(BLOCK[:n] if n < len(BLOCK) else BLOCK)
+                left -= n
+            s.shutdown(sockets.SHUT_WR)
+            if not stack.wait_until(lambda: conn.state in (State.FIN_WAIT_2, State.TIME_WAIT,
+                                                           State.CLOSED), 60):
+                raise RuntimeError("the kernel did not acknowledge everything")
+            dt = time.monotonic() - t0
+        else:
+            buf = bytearray(1 << 20)
+            total = 0
+            t0 = time.monotonic()
+            while n := s.recv_into(buf):
+                total += n
+            dt = time.monotonic() - t0
+            if total != nbytes:
+                raise RuntimeError(f"received {total} of {nbytes} bytes")
+        s.close()
+        stack.run_for(0.05)
+        return dt
+
+
+def bench_tun(mtu: int, nbytes: int, runs: int, profile: bool, offload: bool) -> dict[str, list[float]]:
+    ns = f"synack-bench-{os.getpid()}"
+    create_netns(ns)
+    results: dict[str, list[float]] = {"send": [], "recv": []}
+    try:
+        with TunStack(netns=ns, mtu=mtu, offload=offload) as stack:
+            for direction in ("send", "recv"):
+                for i in range(runs):
+                    prof = cProfile.Profile() if profile and i == 0 else None
+                    if prof is not None:
+                        prof.enable()
+                    results[direction].append(tun_run(stack, ns, direction, nbytes))
+                    if prof is not None:
+                        prof.disable()
+                        print(f"\n--- profile: synack {direction}, MTU {mtu}, offload {offload} "
+                              f"(one run, under cProfile) ---")
+                        pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+    finally:
+        remove_netns(ns)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel ↔ kernel over veth
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_veth(mtu: int, nbytes: int, runs: int) -> dict[str, list[float]]:
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+
+    a, b = f"synack-va-{os.getpid()}", f"synack-vb-{os.getpid()}"
+    create_netns(a)
+    create_netns(b)
+    results: dict[str, list[float]] = {"send": [], "recv": []}
+    try:
+        with IPRoute(netns=a) as ipr:
+            ipr.link("add", ifname="veth0", kind="veth", peer={"ifname": "veth1", "net_ns_fd": b})
+            idx = ipr.link_lookup(ifname="veth0")[0]
+            ipr.link("set", index=idx, mtu=mtu)
+            ipr.addr("add", index=idx, address="10.78.0.1", prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+        with IPRoute(netns=b) as ipr:
+            idx = ipr.link_lookup(ifname="veth1")[0]
+            ipr.link("set", index=idx, mtu=mtu)
+            ipr.addr("add", index=idx, address="10.78.0.2", prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+        for direction in ("send", "recv"):
+            for _ in range(runs):
+                mode = "sink" if direction == "send" else "source"
+                with peer(b, mode, "10.78.0.2", nbytes):
+                    with in_netns(a):
+                        s = socket.socket()
+                    s.settimeout(60)
+                    s.connect(("10.78.0.2", PORT))
+                    t0 = time.monotonic()
+                    if direction == "send":
+                        left = nbytes
+                        view = memoryview(BLOCK)
+                        while left > 0:
+                            n = min(left, len(view))
+                            s.sendall(view[:n])
+                            left -= n
+                        s.shutdown(socket.SHUT_WR)
+                        s.recv(1)  # the peer closes after reading everything
+                    else:
+                        buf = bytearray(1 << 20)
+                        while s.recv_into(buf):
+                            pass
+                    results[direction].append(time.monotonic() - t0)
+                    s.close()
+    finally:
+        remove_netns(a)
+        remove_netns(b)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=float, default=50.0, help="MB (10^6 bytes) per transfer")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mtu", type=int, nargs="+", default=[1500, 65000])
+    ap.add_argument("--profile", action="store_true", help="profile the first synack run of each kind")
+    ap.add_argument("--no-veth", action="store_true", help="skip the kernel<->kernel reference")
+    ap.add_argument("--offload", choices=["off", "on", "both"], default="both",
+                    help="TUN segmentation offloads (TSO/GSO through IFF_VNET_HDR)")
+    args = ap.parse_args()
+    nbytes = int(args.mb * 1e6)
+    rows = []
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.offload]
+    for mtu in args.mtu:
+        veth = None if args.no_veth else bench_veth(mtu, nbytes, args.runs)
+        for offload in modes:
+            tun = bench_tun(mtu, nbytes, args.runs, args.profile, offload)
+            for direction, label in (("recv", "kernel -> synack"), ("send", "synack -> kernel")):
+                mbps = nbytes / statistics.median(tun[direction]) / 1e6
+                ref = nbytes / statistics.median(veth[direction]) / 1e6 if veth else float("nan")
+                runs = ", ".join(f"{nbytes / t / 1e6:.0f}" for t in tun[direction])
+                rows.append((mtu, "on" if offload else "off", label, mbps, runs, ref))
+    print(f"\n{args.mb:g} MB per transfer, median of {args.runs} runs (MB/s = 10^6 bytes/s)")
+    print("| MTU | offload | direction | synack MB/s | runs | kernel<->kernel (veth) MB/s |")
+    print("|---:|---|---|---:|---|---:|")
+    for mtu, off, label, mbps, runs, ref in rows:
+        print(f"| {mtu} | {off} | {label} | {mbps:.1f} | {runs} | {ref:.0f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--peer":
+        peer_main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        main()

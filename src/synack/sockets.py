@@ -1,0 +1,850 @@
+"""Blocking, socket-like access to a synack :class:`~synack.host.Host`, mirroring the standard
+library's :mod:`socket` (on Linux) call for call, option for option and errno for errno.
+
+A *stack* is whatever drives the host — the TUN driver (:class:`synack.tun.TunStack`, real time)
+or the simulator's adapter (virtual time). It offers ``host``, ``now()``, ``flush()`` and
+``wait_until(predicate, timeout)``; every blocking call here is a ``wait_until``, so a blocked
+``recv`` advances virtual time on the simulator and real time over TUN::
+
+    from synack.sockets import create_connection
+    with create_connection(stack, ("10.77.0.1", 8080), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        reply = s.recv(65536)
+
+Behaviour follows Linux where the standard library leaves it to the kernel (checked against it):
+
+* ``send`` on a socket that never connected, or on a listening one, raises ``BrokenPipeError``
+  (EPIPE); ``recv`` there raises ``OSError(ENOTCONN)``; ``accept`` on a socket that is not
+  listening raises ``OSError(EINVAL)``.
+* An error from the peer (RST, refused, timed out) is reported *once*, by the first call that
+  notices it (``send``, ``recv``, ``connect``, or ``getsockopt(SO_ERROR)``); afterwards ``send``
+  raises ``BrokenPipeError`` and ``recv`` returns ``b""``.
+* ``close()`` with unread data resets the connection (RST); with ``SO_LINGER`` (1, 0) it always
+  aborts with RST and skips TIME-WAIT; otherwise queued data is delivered before the FIN.
+  ``SO_LINGER`` (1, t>0) makes ``close`` wait up to t seconds for the FIN to be acknowledged.
+* Deviations: ``SO_SNDBUF``/``SO_RCVBUF`` are taken as given (Linux doubles them for its
+  bookkeeping; synack's buffers have none), with a floor of 1024 octets; names are not resolved
+  (only IP literals, ``""`` meaning any address); there is no ``fileno`` (it returns -1) and no
+  ``makefile``; a socket is used by one thread at a time (the thread that drives the stack).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import socket as _std
+import struct
+from collections.abc import Callable
+from socket import (
+    AF_INET,
+    AF_INET6,
+    IPPROTO_TCP,
+    MSG_DONTWAIT,
+    MSG_NOSIGNAL,
+    SHUT_RD,
+    SHUT_RDWR,
+    SHUT_WR,
+    SO_ERROR,
+    SO_KEEPALIVE,
+    SO_LINGER,
+    SO_RCVBUF,
+    SO_REUSEADDR,
+    SO_SNDBUF,
+    SO_TYPE,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    TCP_KEEPCNT,
+    TCP_KEEPIDLE,
+    TCP_KEEPINTVL,
+    TCP_NODELAY,
+)
+from types import TracebackType
+from typing import Any, Final, Protocol
+
+from synack.connection import (
+    Config,
+    Connection,
+    ConnectionAborted,
+    ConnectionClosing,
+    ConnectionExists,
+    ConnectionRefused,
+    ConnectionReset,
+    ConnectionTimedOut,
+    InsufficientResources,
+    LocalError,
+    NoConnection,
+    RemoteError,
+    State,
+    TcpError,
+)
+from synack.host import AddressInUse, AddressNotAvailable, Host, Listener, Reservation
+
+__all__ = [
+    "AF_INET",
+    "AF_INET6",
+    "IPPROTO_TCP",
+    "SHUT_RD",
+    "SHUT_RDWR",
+    "SHUT_WR",
+    "SOCK_STREAM",
+    "SOL_SOCKET",
+    "SO_ERROR",
+    "SO_KEEPALIVE",
+    "SO_LINGER",
+    "SO_RCVBUF",
+    "SO_REUSEADDR",
+    "SO_SNDBUF",
+    "TCP_KEEPCNT",
+    "TCP_KEEPIDLE",
+    "TCP_KEEPINTVL",
+    "TCP_NODELAY",
+    "Socket",
+    "Stack",
+    "create_connection",
+    "create_server",
+    "socket",
+    "to_oserror",
+]
+
+Address = tuple[Any, ...]
+
+_ALLOWED_FLAGS: Final = MSG_DONTWAIT | MSG_NOSIGNAL
+_CONNECTING: Final = frozenset((State.SYN_SENT, State.SYN_RECEIVED))
+_CAN_SEND: Final = frozenset((State.ESTABLISHED, State.CLOSE_WAIT))
+_SENT_FIN_DONE: Final = frozenset((State.FIN_WAIT_2, State.TIME_WAIT, State.CLOSED))
+_MAX_KEEPIDLE: Final = 32767  # Linux MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL
+_MAX_KEEPCNT: Final = 127  # Linux MAX_TCP_KEEPCNT
+_MIN_BUF: Final = 1024
+_KEEPALIVE_OPTS: Final = frozenset(((SOL_SOCKET, SO_KEEPALIVE), (IPPROTO_TCP, TCP_KEEPIDLE),
+                                    (IPPROTO_TCP, TCP_KEEPINTVL), (IPPROTO_TCP, TCP_KEEPCNT)))
+_TIMED_OUT: Final = -1  # connect() sentinel: the socket timeout expired
+
+
+class Stack(Protocol):
+    """What the socket layer needs from a driver (the TUN stack or the simulator's adapter).
+
+    ``wait_until`` runs the network until ``predicate()`` is true (True) or ``timeout`` seconds
+    of the driver's time have passed (False); ``None`` means no limit — a driver that can tell
+    nothing will ever happen again (a simulator with no events left) returns False then.
+    """
+
+    @property
+    def host(self) -> Host: ...
+
+    def now(self) -> float: ...
+
+    def flush(self) -> None: ...
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool: ...
+
+
+def _err(code: int, detail: str | None = None) -> OSError:
+    msg = os.strerror(code)
+    return OSError(code, msg if detail is None else f"{msg} ({detail})")
+
+
+def to_oserror(exc: TcpError) -> OSError:
+    """The standard exception (with the usual errno) for an error of the core."""
+    if isinstance(exc, ConnectionRefused):
+        return _err(errno.ECONNREFUSED)
+    if isinstance(exc, ConnectionReset):
+        return _err(errno.ECONNRESET)
+    if isinstance(exc, ConnectionTimedOut):
+        return _err(errno.ETIMEDOUT)
+    if isinstance(exc, ConnectionAborted):
+        return _err(errno.ECONNABORTED)
+    if isinstance(exc, AddressInUse):
+        return _err(errno.EADDRINUSE)
+    if isinstance(exc, AddressNotAvailable):
+        return _err(errno.EADDRNOTAVAIL)
+    if isinstance(exc, ConnectionClosing):
+        return _err(errno.EPIPE)
+    if isinstance(exc, NoConnection):
+        return _err(errno.ENOTCONN)
+    if isinstance(exc, ConnectionExists):
+        return _err(errno.EISCONN)
+    if isinstance(exc, InsufficientResources):
+        return _err(errno.ENOBUFS)
+    if isinstance(exc, RemoteError):
+        return _err(errno.EPROTO, str(exc))
+    return _err(errno.EINVAL, str(exc))
+
+
+def _send_ready(conn: Connection) -> bool:
+    """send() can go on: there is room, or the connection left the states that accept data."""
+    st = conn.state
+    if st in _CAN_SEND:
+        return conn.send_space > 0
+    return st not in _CONNECTING
+
+
+def _timeout_error() -> TimeoutError:
+    return TimeoutError("timed out")
+
+
+def _would_block() -> BlockingIOError:
+    return BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+
+class Socket:
+    """A TCP socket on a synack stack. Create it with :func:`socket`."""
+
+    def __init__(self, stack: Stack, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
+                 *, _conn: Connection | None = None, _opts: dict[tuple[int, int], Any] | None = None) -> None:
+        if family not in (AF_INET, AF_INET6):
+            raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+        if type != SOCK_STREAM:
+            raise OSError(errno.ESOCKTNOSUPPORT, "synack sockets are SOCK_STREAM only")
+        if proto not in (0, IPPROTO_TCP):
+            raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT))
+        self._stack = stack
+        self.family = family
+        self.type = type
+        self.proto = proto
+        self._timeout: float | None = _std.getdefaulttimeout()
+        self._closed = False
+        self._res: Reservation | None = None
+        self._lst: Listener | None = None
+        self._conn: Connection | None = _conn
+        self._opts: dict[tuple[int, int], Any] = dict(_opts) if _opts else {}
+        self._shut_rd = False
+        self._shut_wr = False
+        self._reported = False  # the connection's error has been reported to the user
+        self._connecting = False  # a non-blocking connect() is in progress
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def stack(self) -> Stack:
+        return self._stack
+
+    @property
+    def connection(self) -> Connection | None:
+        """The core connection behind this socket (for tests and tracing)."""
+        return self._conn
+
+    @property
+    def listener(self) -> Listener | None:
+        return self._lst
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _err(errno.EBADF)
+
+    def _deadline(self) -> float | None:
+        return None if self._timeout is None else self._stack.now() + self._timeout
+
+    def _wait(self, pred: Callable[[], bool], deadline: float | None) -> bool:
+        """Wait for ``pred``; False when the socket timeout expired (or, non-blocking, at once)."""
+        if pred():
+            return True
+        if self._timeout == 0.0:
+            return False
+        if deadline is None:
+            if not self._stack.wait_until(pred, None) and not pred():
+                raise TimeoutError(errno.ETIMEDOUT, "timed out: the network has nothing left to do")
+            return True
+        left = deadline - self._stack.now()
+        return self._stack.wait_until(pred, max(left, 0.0))
+
+    def _pending_error(self) -> OSError | None:
+        """The connection's error, once: the first caller to see it gets it."""
+        conn = self._conn
+        if conn is None or self._reported or conn.state is not State.CLOSED or conn.error is None:
+            return None
+        self._reported = True
+        if isinstance(conn.error, ConnectionAborted):
+            return None  # our own abort: nothing to tell
+        return to_oserror(conn.error)
+
+    def _family_of(self, addr: str) -> int:
+        return AF_INET6 if ":" in addr else AF_INET
+
+    def _parse(self, address: Any, what: str, *, bind: bool = False) -> tuple[str, int]:
+        fam = self.family
+        if not isinstance(address, tuple):
+            name = "AF_INET" if fam == AF_INET else "AF_INET6"
+            raise TypeError(f"{what}(): {name} address must be tuple, not {type(address).__name__}")
+        if fam == AF_INET and len(address) != 2:
+            raise TypeError("AF_INET address must be a pair (host, port)")
+        if fam == AF_INET6 and not 2 <= len(address) <= 4:
+            raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+        host, port = address[0], address[1]
+        if isinstance(host, (bytes, bytearray)):
+            host = bytes(host).decode("ascii")
+        if not isinstance(host, str):
+            raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+        if not 0 <= port <= 65535:
+            raise OverflowError(f"{what}(): port must be 0-65535.")
+        if host == "":
+            return ("" if bind else ("0.0.0.0" if fam == AF_INET else "::")), port
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            raise _std.gaierror(_std.EAI_NONAME, "Name or service not known "
+                                                 "(synack sockets take IP literals only)") from None
+        if (ip.version == 4) != (fam == AF_INET):
+            raise _std.gaierror(_std.EAI_FAMILY, "Address family for hostname not supported")
+        text = str(ip)
+        if bind and ip.is_unspecified:
+            text = ""
+        return text, port
+
+    def _name(self, addr: str, port: int) -> Address:
+        fam = self._family_of(addr) if addr else self.family
+        if fam == AF_INET6:
+            return (addr or "::", port, 0, 0)
+        return (addr or "0.0.0.0", port)
+
+    def _opt(self, level: int, name: int, default: Any) -> Any:
+        return self._opts.get((level, name), default)
+
+    def _config(self) -> Config:
+        base = self._stack.host.config
+        changes: dict[str, Any] = {}
+        for (level, name), value in self._opts.items():
+            if (level, name) == (SOL_SOCKET, SO_SNDBUF):
+                changes["snd_buf"] = value
+            elif (level, name) == (SOL_SOCKET, SO_RCVBUF):
+                changes["rcv_buf"] = value
+            elif (level, name) == (SOL_SOCKET, SO_KEEPALIVE):
+                changes["keepalive"] = bool(value)
+            elif (level, name) == (IPPROTO_TCP, TCP_KEEPIDLE):
+                changes["keepidle"] = float(value)
+            elif (level, name) == (IPPROTO_TCP, TCP_KEEPINTVL):
+                changes["keepintvl"] = float(value)
+            elif (level, name) == (IPPROTO_TCP, TCP_KEEPCNT):
+                changes["keepcnt"] = int(value)
+            elif (level, name) == (IPPROTO_TCP, TCP_NODELAY):
+                changes["nodelay"] = bool(value)
+        return base.with_(**changes) if changes else base
+
+    @staticmethod
+    def _check_flags(flags: int) -> bool:
+        """True when the call must not block (MSG_DONTWAIT)."""
+        if flags & ~_ALLOWED_FLAGS:
+            raise OSError(errno.EOPNOTSUPP, "only MSG_DONTWAIT and MSG_NOSIGNAL are supported")
+        return bool(flags & MSG_DONTWAIT)
+
+    # -- timeouts ------------------------------------------------------------------------------
+
+    def settimeout(self, value: float | None) -> None:
+        if value is not None:
+            value = float(value)
+            if value < 0:
+                raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    # -- addresses -----------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """Always -1: a synack socket is not a file descriptor of this process."""
+        return -1
+
+    def getsockname(self) -> Address:
+        self._check_open()
+        if self._conn is not None:
+            return self._name(self._conn.local_addr, self._conn.local_port)
+        if self._lst is not None:
+            return self._name(self._lst.local_addr, self._lst.local_port)
+        if self._res is not None:
+            return self._name(self._res.local_addr, self._res.local_port)
+        return self._name("", 0)
+
+    def getpeername(self) -> Address:
+        self._check_open()
+        conn = self._conn
+        if conn is None or conn.state is State.CLOSED or conn.state in _CONNECTING:
+            raise _err(errno.ENOTCONN)
+        return self._name(conn.remote_addr, conn.remote_port)
+
+    # -- bind / listen / accept ----------------------------------------------------------------
+
+    def bind(self, address: Address) -> None:
+        self._check_open()
+        addr, port = self._parse(address, "bind", bind=True)
+        if self._res is not None or self._lst is not None or self._conn is not None:
+            raise _err(errno.EINVAL)
+        try:
+            reuse = bool(self._opt(SOL_SOCKET, SO_REUSEADDR, 0))
+            self._res = self._stack.host.bind(addr, port, reuseaddr=reuse)
+        except TcpError as exc:
+            raise to_oserror(exc) from None
+
+    def listen(self, backlog: int | None = None) -> None:
+        self._check_open()
+        if backlog is None:
+            backlog = min(_std.SOMAXCONN, 128)
+        backlog = max(backlog, 0)
+        if self._conn is not None:
+            raise _err(errno.EINVAL)
+        if self._lst is not None:
+            self._lst.backlog = max(backlog, 1)
+            return
+        host = self._stack.host
+        reuse = bool(self._opt(SOL_SOCKET, SO_REUSEADDR, 0))
+        try:
+            if self._res is None:
+                self._res = host.bind("", 0, reuseaddr=reuse)
+            res = self._res
+            self._lst = host.listen(res.local_port, res.local_addr, backlog=max(backlog, 1),
+                                    config=self._config(), reservation=res)
+        except TcpError as exc:
+            raise to_oserror(exc) from None
+        self._res = None
+
+    def accept(self) -> tuple[Socket, Address]:
+        self._check_open()
+        lst = self._lst
+        if lst is None or lst.closed:
+            raise _err(errno.EINVAL)
+        if not self._wait(lambda: lst.pending > 0 or lst.closed, self._deadline()):
+            raise _would_block() if self._timeout == 0.0 else _timeout_error()
+        if lst.closed:
+            raise _err(errno.EINVAL)
+        conn = lst.accept()
+        assert conn is not None
+        fam = self._family_of(conn.local_addr)
+        child = Socket(self._stack, fam, SOCK_STREAM, self.proto, _conn=conn, _opts=self._opts)
+        return child, child._name(conn.remote_addr, conn.remote_port)
+
+    # -- connect -------------------------------------------------------------------------------
+
+    def _connect(self, address: Address) -> int:
+        """connect() as an errno (0 on success, _TIMED_OUT when the socket timeout expired)."""
+        if self._closed:
+            return errno.EBADF
+        addr, port = self._parse(address, "connect")
+        if self._lst is not None:
+            return errno.EISCONN
+        conn = self._conn
+        if conn is not None:
+            if conn.state in _CONNECTING:
+                return errno.EALREADY
+            if conn.state is State.CLOSED:
+                err = self._pending_error()
+                if err is not None:
+                    self._connecting = False
+                    return err.errno or errno.EINVAL
+                if self._connecting or conn.stats[0] == 0 or conn.error is not None:
+                    self._conn = None  # a failed attempt: Linux lets the socket try again
+                    self._connecting = False
+                    self._reported = False
+                else:
+                    return errno.EISCONN
+            elif self._connecting:
+                self._connecting = False
+                return 0
+            else:
+                return errno.EISCONN
+        stack = self._stack
+        try:
+            conn = stack.host.connect(addr, port, stack.now(), config=self._config(),
+                                      reservation=self._res,
+                                      reuseaddr=bool(self._opt(SOL_SOCKET, SO_REUSEADDR, 0)))
+        except TcpError as exc:
+            return to_oserror(exc).errno or errno.EINVAL
+        except ValueError:
+            return errno.EINVAL
+        self._res = None
+        self._conn = conn
+        self._reported = False
+        stack.flush()
+        if self._timeout == 0.0:
+            self._connecting = True
+            return errno.EINPROGRESS
+        if not self._wait(lambda: conn.state not in _CONNECTING, self._deadline()):
+            conn.abort(stack.now(), why="connect() timed out")
+            self._reported = True
+            stack.flush()
+            return _TIMED_OUT
+        if conn.state is State.CLOSED:
+            err = self._pending_error()
+            return err.errno if err is not None and err.errno else errno.ECONNABORTED
+        return 0
+
+    def connect(self, address: Address) -> None:
+        code = self._connect(address)
+        if code == _TIMED_OUT:
+            raise _timeout_error()
+        if code:
+            raise _err(code)
+
+    def connect_ex(self, address: Address) -> int:
+        code = self._connect(address)
+        return errno.EWOULDBLOCK if code == _TIMED_OUT else code
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def _send_conn(self) -> Connection:
+        """The connection to send on, or the error send() must raise."""
+        self._check_open()
+        conn = self._conn
+        if conn is None:
+            raise _err(errno.EPIPE)
+        if self._shut_wr:
+            raise _err(errno.EPIPE)
+        err = self._pending_error()
+        if err is not None:
+            raise err
+        return conn
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        dontwait = self._check_flags(flags)
+        conn = self._send_conn()
+        view = memoryview(data).cast("B")
+        if not len(view):
+            return 0
+        stack = self._stack
+        deadline = self._deadline()
+        while True:
+            st = conn.state
+            if st in _CAN_SEND:
+                space = conn.send_space
+                if space > 0:
+                    chunk = view[:space].tobytes() if len(view) > space else view.tobytes()
+                    try:
+                        n = conn.send(chunk, stack.now())
+                    except TcpError as exc:
+                        raise to_oserror(exc) from None
+                    stack.flush()
+                    return n
+            elif st is State.CLOSED:
+                err = self._pending_error()
+                raise err if err is not None else _err(errno.EPIPE)
+            elif st not in _CONNECTING:
+                raise _err(errno.EPIPE)
+            if dontwait or self._timeout == 0.0:
+                raise _would_block()
+            if not self._wait(lambda: _send_ready(conn), deadline):
+                raise _timeout_error()
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        dontwait = self._check_flags(flags)
+        conn = self._send_conn()
+        view = memoryview(data).cast("B")
+        total = len(view)
+        off = 0
+        stack = self._stack
+        deadline = self._deadline()
+        nonblocking = dontwait or self._timeout == 0.0
+        while off < total:
+            st = conn.state
+            if st in _CAN_SEND:
+                space = conn.send_space
+                if space > 0:
+                    end = min(off + space, total)
+                    try:
+                        n = conn.send(view[off:end].tobytes(), stack.now())
+                    except TcpError as exc:
+                        raise to_oserror(exc) from None
+                    off += n
+                    stack.flush()
+                    continue
+            elif st is State.CLOSED:
+                err = self._pending_error()
+                raise err if err is not None else _err(errno.EPIPE)
+            elif st not in _CONNECTING:
+                raise _err(errno.EPIPE)
+            if nonblocking:
+                raise _would_block()
+            if not self._wait(lambda: _send_ready(conn), deadline):
+                raise _timeout_error()
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        dontwait = self._check_flags(flags)
+        self._check_open()
+        conn = self._conn
+        if conn is None:
+            raise _err(errno.ENOTCONN)
+        stack = self._stack
+        deadline = self._deadline()
+        while True:
+            if conn.readable:
+                got = conn.receive(bufsize, stack.now())
+                data = got if got is not None else b""
+                stack.flush()  # the window may have opened: tell the peer
+                return data
+            if bufsize == 0 or self._shut_rd:
+                return b""
+            err = self._pending_error()
+            if err is not None:
+                raise err
+            try:
+                more = conn.receive(bufsize, stack.now())
+            except (RemoteError, ConnectionClosing):
+                return b""  # the error was reported already
+            except NoConnection:
+                if self._reported or conn.error is not None:
+                    return b""
+                raise _err(errno.ENOTCONN) from None
+            if more is not None:
+                return more
+            if dontwait or self._timeout == 0.0:
+                raise _would_block()
+            if not self._wait(lambda: conn.readable > 0 or conn.at_eof or conn.state is State.CLOSED
+                              or conn.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT), deadline):
+                raise _timeout_error()
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        view = memoryview(buffer).cast("B")
+        if nbytes == 0:
+            nbytes = len(view)
+        elif nbytes > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        data = self.recv(nbytes, flags)
+        view[:len(data)] = data
+        return len(data)
+
+    # -- shutdown / close ----------------------------------------------------------------------
+
+    def shutdown(self, how: int) -> None:
+        self._check_open()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise _err(errno.EINVAL)
+        stack = self._stack
+        if self._lst is not None:
+            if how in (SHUT_RD, SHUT_RDWR):
+                self._lst.close(stack.now())  # Linux: stop listening; accept() fails with EINVAL
+                stack.flush()
+            return
+        conn = self._conn
+        if conn is None or conn.state is State.CLOSED:
+            raise _err(errno.ENOTCONN)
+        if how in (SHUT_RD, SHUT_RDWR):
+            self._shut_rd = True
+        if how in (SHUT_WR, SHUT_RDWR) and not self._shut_wr:
+            self._shut_wr = True
+            with contextlib.suppress(LocalError):
+                conn.close(stack.now())
+            stack.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        stack = self._stack
+        now = stack.now()
+        if self._res is not None:
+            self._res.release()
+            self._res = None
+        if self._lst is not None:
+            self._lst.close(now)
+            stack.flush()
+            return
+        conn = self._conn
+        if conn is None or conn.state is State.CLOSED:
+            return
+        on, secs = self._opt(SOL_SOCKET, SO_LINGER, (0, 0))
+        if on and secs == 0:
+            if conn.state is not State.TIME_WAIT:
+                conn.abort(now, why="close() with SO_LINGER 0")
+            stack.flush()
+            return
+        with contextlib.suppress(LocalError):
+            conn.close(now, discard_input=True)
+        stack.flush()
+        if on and secs > 0:
+            stack.wait_until(lambda: conn.state in _SENT_FIN_DONE, float(secs))
+
+    def detach(self) -> int:
+        raise OSError(errno.EOPNOTSUPP, "a synack socket has no file descriptor")
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- options -------------------------------------------------------------------------------
+
+    def _int_value(self, value: Any) -> int:
+        if isinstance(value, int):
+            return value
+        raw = bytes(value)
+        if len(raw) < 4:
+            raise _err(errno.EINVAL)
+        return int(struct.unpack("i", raw[:4])[0])
+
+    def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
+        self._check_open()
+        key = (level, optname)
+        stack = self._stack
+        conn = self._conn
+        if value is None:
+            raise _err(errno.EINVAL)
+        if key == (SOL_SOCKET, SO_LINGER):
+            if isinstance(value, int):
+                raise _err(errno.EINVAL)
+            raw = bytes(value)
+            if len(raw) < 8:
+                raise _err(errno.EINVAL)
+            on, secs = struct.unpack("ii", raw[:8])
+            self._opts[key] = (1 if on else 0, max(secs, 0))
+            return
+        v = self._int_value(value)
+        if key == (SOL_SOCKET, SO_REUSEADDR):
+            self._opts[key] = 1 if v else 0
+            return
+        if key in ((SOL_SOCKET, SO_SNDBUF), (SOL_SOCKET, SO_RCVBUF)):
+            v = max(v, _MIN_BUF)
+            self._opts[key] = v
+            field = "snd_buf" if optname == SO_SNDBUF else "rcv_buf"
+            if conn is not None:
+                conn.config = conn.config.with_(**{field: v})
+                stack.flush()
+            elif self._lst is not None:
+                self._lst.config = self._config()
+            return
+        if key in _KEEPALIVE_OPTS:
+            if key == (SOL_SOCKET, SO_KEEPALIVE):
+                v = 1 if v else 0
+            elif optname == TCP_KEEPCNT:
+                if not 1 <= v <= _MAX_KEEPCNT:
+                    raise _err(errno.EINVAL)
+            elif not 1 <= v <= _MAX_KEEPIDLE:
+                raise _err(errno.EINVAL)
+            self._opts[key] = v
+            if conn is not None and conn.state is not State.CLOSED:
+                cfg = self._config()
+                conn.set_keepalive(cfg.keepalive, stack.now(), idle=cfg.keepidle, interval=cfg.keepintvl,
+                                   count=cfg.keepcnt)
+                stack.flush()
+            elif self._lst is not None:
+                self._lst.config = self._config()
+            return
+        if key == (IPPROTO_TCP, TCP_NODELAY):
+            self._opts[key] = 1 if v else 0
+            if conn is not None:
+                conn.set_nodelay(bool(v))
+                stack.flush()
+            elif self._lst is not None:
+                self._lst.config = self._config()
+            return
+        raise _err(errno.ENOPROTOOPT)
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        self._check_open()
+        key = (level, optname)
+        cfg = self._conn.config if self._conn is not None else self._config()
+        value: int
+        if key == (SOL_SOCKET, SO_LINGER):
+            on, secs = self._opt(level, optname, (0, 0))
+            if buflen is not None:
+                return struct.pack("ii", on, secs)[:buflen]
+            return int(on)
+        if key == (SOL_SOCKET, SO_ERROR):
+            err = self._pending_error()
+            value = (err.errno or 0) if err is not None else 0
+        elif key == (SOL_SOCKET, SO_TYPE):
+            value = SOCK_STREAM
+        elif key == (SOL_SOCKET, SO_REUSEADDR):
+            value = int(self._opt(level, optname, 0))
+        elif key == (SOL_SOCKET, SO_SNDBUF):
+            value = cfg.snd_buf
+        elif key == (SOL_SOCKET, SO_RCVBUF):
+            value = cfg.rcv_buf
+        elif key == (SOL_SOCKET, SO_KEEPALIVE):
+            value = int(cfg.keepalive)
+        elif key == (IPPROTO_TCP, TCP_KEEPIDLE):
+            value = int(cfg.keepidle)
+        elif key == (IPPROTO_TCP, TCP_KEEPINTVL):
+            value = int(cfg.keepintvl)
+        elif key == (IPPROTO_TCP, TCP_KEEPCNT):
+            value = int(cfg.keepcnt)
+        elif key == (IPPROTO_TCP, TCP_NODELAY):
+            value = int(cfg.nodelay)
+        else:
+            raise _err(errno.ENOPROTOOPT)
+        if buflen is not None:
+            return struct.pack("i", value)[:buflen]
+        return value
+
+    # -- the rest ------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        fam = "AF_INET6" if self.family == AF_INET6 else "AF_INET"
+        if self._closed:
+            return f"<synack.sockets.Socket [closed] family={fam}>"
+        what = ""
+        if self._conn is not None:
+            c = self._conn
+            what = (f" laddr={self._name(c.local_addr, c.local_port)}"
+                    f" raddr={self._name(c.remote_addr, c.remote_port)} state={c.state}")
+        elif self._lst is not None:
+            what = f" laddr={self._name(self._lst.local_addr, self._lst.local_port)} state=LISTEN"
+        elif self._res is not None:
+            what = f" laddr={self._name(self._res.local_addr, self._res.local_port)}"
+        return f"<synack.sockets.Socket family={fam}{what}>"
+
+
+def socket(stack: Stack, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0) -> Socket:
+    """A new TCP socket on ``stack`` (like ``socket.socket(family, type)``)."""
+    return Socket(stack, family, type, proto)
+
+
+_DEFAULT: Final = object()
+
+
+def create_connection(stack: Stack, address: tuple[str, int], timeout: Any = _DEFAULT,
+                      source_address: tuple[str, int] | None = None, *, all_errors: bool = False) -> Socket:
+    """Connect to ``address`` (an IP literal and a port) and return the socket, like the
+    standard ``socket.create_connection``. ``timeout`` defaults to ``getdefaulttimeout()``."""
+    host, port = address[0], address[1]
+    try:
+        fam = AF_INET6 if ipaddress.ip_address(host).version == 6 else AF_INET
+    except ValueError:
+        raise _std.gaierror(_std.EAI_NONAME, "Name or service not known "
+                                             "(synack sockets take IP literals only)") from None
+    sock = Socket(stack, fam)
+    try:
+        if timeout is not _DEFAULT:
+            sock.settimeout(timeout)
+        if source_address is not None:
+            sock.bind(source_address)
+        sock.connect((host, port))
+    except BaseException as exc:
+        sock.close()
+        if all_errors and isinstance(exc, OSError):
+            raise ExceptionGroup("create_connection failed", [exc]) from None
+        raise
+    return sock
+
+
+def create_server(stack: Stack, address: tuple[str, int], *, family: int = AF_INET,
+                  backlog: int | None = None, reuse_port: bool = False,
+                  dualstack_ipv6: bool = False) -> Socket:
+    """A listening socket bound to ``address``, like the standard ``socket.create_server``
+    (``SO_REUSEADDR`` is set, as the standard library does on POSIX). A wildcard address (``""``)
+    accepts both IPv4 and IPv6, so ``dualstack_ipv6`` only checks its argument."""
+    if reuse_port:
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    if dualstack_ipv6 and family != AF_INET6:
+        raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    sock = Socket(stack, family)
+    try:
+        sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

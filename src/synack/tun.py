@@ -1,0 +1,654 @@
+"""Run a synack :class:`~synack.host.Host` against the real Linux kernel through a TUN device.
+
+The kernel sees a point-to-point interface (say ``synack0``) that carries its own address
+(``10.77.0.1/24``, ``fd77::1/64``); synack's host owns addresses on the far side of it
+(``10.77.0.2``, ``fd77::2``), so the kernel routes every packet for them into the device, and
+whatever synack writes to the device arrives at the kernel as if from the wire::
+
+    kernel sockets ── 10.77.0.1 [synack0] ══ TUN fd ══ TunStack(Host 10.77.0.2) ── synack sockets
+
+:class:`TunDevice` opens ``/dev/net/tun`` with ``IFF_TUN | IFF_NO_PI`` (raw IP packets, no
+packet-information prefix), non-blocking, and configures address, MTU and link state over
+netlink with pyroute2 (``IPRoute``, or ``IPRoute(netns=...)`` inside a namespace) — never by
+running ``ip``. :class:`TunStack` drives the host in real time (``time.monotonic()``): one step
+of its loop reads every packet the device has ready, feeds them to ``Host.receive``, fires due
+timers, and writes ``Host.packets_to_send``; when nothing is ready it sleeps in ``poll`` until
+the device is readable or the host's next deadline. The loop runs only inside
+:meth:`TunStack.wait_until` (and :meth:`TunStack.flush`): the thread that uses synack's
+blocking sockets is the thread that drives the stack, as in the simulator, so there is no
+locking and no background thread. While nobody waits, packets queue in the device (up to its
+``txqueuelen``) and timers are late — call ``wait_until`` (or :meth:`TunStack.run_for`) to let
+time pass.
+
+Network namespaces
+------------------
+Tests and benchmarks run everything in a private network namespace so that no packet can
+leave the machine and nothing collides with the host's interfaces. A TUN device belongs to the
+namespace its file descriptor was *opened* in, and a kernel socket to the namespace it was
+*created* in; both keep working from any thread afterwards. So the approach here is:
+
+* :func:`create_netns` / :func:`remove_netns` make and delete a named namespace
+  (``/run/netns/NAME``, the same as ``ip netns add``), through pyroute2;
+* :func:`in_netns` enters a namespace **for the calling thread only** (``setns(2)`` on
+  ``/run/netns/NAME``, restored from ``/proc/thread-self/ns/net`` on exit). ``TunDevice``
+  opens ``/dev/net/tun`` inside it, and :func:`netns_socket` creates kernel sockets inside it;
+  the process as a whole, and every other thread, never changes namespace;
+* the device is configured from outside with ``IPRoute(netns=NAME)``.
+
+This keeps the synack side, the kernel-side peers (threads or child processes) and the test in
+one process when that is convenient, without ``ip netns exec`` wrappers; a child process can
+enter the namespace the same way (``bench/bench_tun.py`` does, to use a second CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import ipaddress
+import os
+import select
+import socket
+import struct
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
+
+from synack.connection import Config
+from synack.host import Host, HostTracer
+from synack.pcap import PcapWriter
+from synack.wire import internet_checksum
+
+__all__ = [
+    "TunDevice",
+    "TunError",
+    "TunStack",
+    "create_netns",
+    "in_netns",
+    "netns_socket",
+    "remove_netns",
+]
+
+TUN_PATH: Final = "/dev/net/tun"
+NETNS_DIR: Final = "/run/netns"
+_TUNSETIFF: Final = 0x400454CA
+_IFF_TUN: Final = 0x0001
+_IFF_NO_PI: Final = 0x1000
+_CLONE_NEWNET: Final = 0x40000000
+_IFA_F_NODAD: Final = 0x02
+_IFNAMSIZ: Final = 16
+# Offloads (IFF_VNET_HDR): every packet read or written is preceded by a struct virtio_net_hdr
+# (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset; native byte order).
+_IFF_VNET_HDR: Final = 0x4000
+_TUNSETOFFLOAD: Final = 0x400454D0
+_TUN_F_CSUM: Final = 0x01
+_TUN_F_TSO4: Final = 0x02
+_TUN_F_TSO6: Final = 0x04
+_VNET_HDR: Final = struct.Struct("=BBHHHH")
+_VNET_NONE: Final = bytes(_VNET_HDR.size)
+_NEEDS_CSUM: Final = 0x01
+_GSO_TCPV4: Final = 1
+_GSO_TCPV6: Final = 4
+_ACK_FLAG: Final = 0x10
+_PSH_ACK: Final = 0x18
+
+
+class TunError(OSError):
+    """The TUN device or the namespace could not be set up; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Network namespaces
+# ---------------------------------------------------------------------------------------------
+
+
+def _pyroute2() -> Any:
+    """pyroute2, imported on first use (it is slow to import and untyped)."""
+    import pyroute2  # type: ignore[import-untyped]
+    import pyroute2.netns  # type: ignore[import-untyped]
+
+    return pyroute2
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int, what: str) -> None:
+    if _libc().setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        hint = " (needs root / CAP_SYS_ADMIN)" if err in (errno.EPERM, errno.EACCES) else ""
+        raise TunError(err, f"cannot enter network namespace {what}: {os.strerror(err)}{hint}")
+
+
+def _netns_path(name: str) -> str:
+    return name if name.startswith("/") else os.path.join(NETNS_DIR, name)
+
+
+def create_netns(name: str) -> None:
+    """Create the named network namespace (like ``ip netns add NAME``); EEXIST if it exists."""
+    _netns = _pyroute2().netns
+    if os.path.exists(_netns_path(name)):
+        raise TunError(errno.EEXIST, f"network namespace {name} already exists")
+    if os.geteuid() != 0:
+        raise TunError(errno.EPERM, f"creating network namespace {name} needs root (CAP_SYS_ADMIN)")
+    try:
+        _netns.create(name)
+    except OSError as exc:
+        raise TunError(exc.errno or errno.EPERM, f"cannot create network namespace {name}: {exc}") from None
+    if not os.path.exists(_netns_path(name)):
+        raise TunError(errno.EPERM, f"cannot create network namespace {name}")
+
+
+def remove_netns(name: str) -> None:
+    """Delete the named namespace (like ``ip netns del NAME``). Missing namespaces are ignored.
+    The namespace itself lives on until its last device fd and socket are closed."""
+    if os.path.exists(_netns_path(name)):
+        _pyroute2().netns.remove(name)
+
+
+@contextlib.contextmanager
+def in_netns(name: str | None) -> Iterator[None]:
+    """Run the body with the *calling thread* inside network namespace ``name`` (``None``: stay
+    where we are). Sockets and TUN fds opened in the body belong to that namespace for life."""
+    if name is None:
+        yield
+        return
+    path = _netns_path(name)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise TunError(errno.ENOENT, f"network namespace {name} does not exist ({path})") from None
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        os.close(target)
+        raise
+    try:
+        _setns(target, name)
+        try:
+            yield
+        finally:
+            _setns(home, "of this thread (restoring)")
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def netns_socket(name: str | None, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM,
+                 proto: int = 0) -> socket.socket:
+    """A kernel socket created inside namespace ``name`` (usable from any thread afterwards)."""
+    with in_netns(name):
+        return socket.socket(family, type, proto)
+
+
+# ---------------------------------------------------------------------------------------------
+# The device
+# ---------------------------------------------------------------------------------------------
+
+
+def _interface(spec: str) -> tuple[str, int]:
+    iface = ipaddress.ip_interface(spec)
+    if "/" not in spec:
+        return str(iface.ip), 24 if iface.version == 4 else 64
+    return str(iface.ip), iface.network.prefixlen
+
+
+class TunDevice:
+    """A TUN interface (raw IP, no PI header) opened non-blocking, optionally inside a namespace.
+
+    ``kernel_addresses`` are the kernel's addresses on the interface with their prefix
+    (``"10.77.0.1/24"``, ``"fd77::1/64"``): the prefix route sends everything else in that
+    network — synack's addresses — into the device. IPv6 addresses are added without duplicate
+    address detection so that they are usable at once.
+    """
+
+    def __init__(self, name: str = "synack0", *, netns: str | None = None,
+                 kernel_addresses: Iterable[str] = ("10.77.0.1/24", "fd77::1/64"), mtu: int = 1500,
+                 up: bool = True, offload: bool = False) -> None:
+        if not 0 < len(name.encode()) < _IFNAMSIZ:
+            raise ValueError(f"interface name {name!r} must be 1..15 bytes")
+        if not 68 <= mtu <= 65535:
+            raise ValueError(f"MTU {mtu} out of range 68..65535")
+        self.name = name
+        self.netns = netns
+        self.mtu = mtu
+        self.offload = offload
+        self.kernel_addresses = [_interface(a) for a in kernel_addresses]
+        self.fd = -1
+        self.fd = self._open()
+        try:
+            self.configure(up=up)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> int:
+        if not os.path.exists(TUN_PATH):
+            raise TunError(errno.ENOENT, f"{TUN_PATH} does not exist: this kernel or container has no TUN "
+                                         f"support (load it with 'modprobe tun', or give the container the "
+                                         f"device)")
+        with in_netns(self.netns):
+            try:
+                fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            except PermissionError as exc:
+                raise TunError(exc.errno, f"cannot open {TUN_PATH}: {exc.strerror} (a TUN device needs root "
+                                          f"or CAP_NET_ADMIN)") from None
+            except OSError as exc:
+                raise TunError(exc.errno, f"cannot open {TUN_PATH}: {exc.strerror}") from None
+            try:
+                flags = _IFF_TUN | _IFF_NO_PI | (_IFF_VNET_HDR if self.offload else 0)
+                ifr = struct.pack("16sH22x", self.name.encode(), flags)
+                fcntl.ioctl(fd, _TUNSETIFF, ifr)
+                if self.offload:
+                    fcntl.ioctl(fd, _TUNSETOFFLOAD, _TUN_F_CSUM | _TUN_F_TSO4 | _TUN_F_TSO6)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EPERM, errno.EACCES):
+                    msg = "creating a TUN device needs root or CAP_NET_ADMIN"
+                elif exc.errno == errno.EBUSY:
+                    msg = f"interface {self.name} exists and is in use"
+                else:
+                    msg = f"TUNSETIFF failed: {exc.strerror}"
+                raise TunError(exc.errno, f"cannot create TUN device {self.name}: {msg}") from None
+        return fd
+
+    @contextlib.contextmanager
+    def _ipr(self) -> Iterator[Any]:
+        iproute = _pyroute2().IPRoute
+        ipr = iproute(netns=self.netns) if self.netns is not None else iproute()
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+
+    def _index(self, ipr: Any) -> int:
+        found = ipr.link_lookup(ifname=self.name)
+        if not found:
+            raise TunError(errno.ENODEV, f"interface {self.name} vanished")
+        return int(found[0])
+
+    def configure(self, *, up: bool = True) -> None:
+        """Set MTU and the kernel's addresses, and bring the link (and ``lo`` of a private
+        namespace) up, over netlink."""
+        try:
+            with self._ipr() as ipr:
+                idx = self._index(ipr)
+                ipr.link("set", index=idx, mtu=self.mtu)
+                for addr, plen in self.kernel_addresses:
+                    if ":" in addr:
+                        ipr.addr("add", index=idx, address=addr, prefixlen=plen, flags=_IFA_F_NODAD)
+                    else:
+                        ipr.addr("add", index=idx, address=addr, prefixlen=plen)
+                if self.netns is not None:
+                    lo = ipr.link_lookup(ifname="lo")
+                    if lo:
+                        ipr.link("set", index=lo[0], state="up")
+                ipr.link("set", index=idx, state="up" if up else "down")
+        except TunError:
+            raise
+        except Exception as exc:  # pyroute2's NetlinkError is an Exception, not an OSError
+            code = getattr(exc, "code", 0) or errno.EIO
+            raise TunError(code, f"cannot configure {self.name} over netlink: {exc}") from None
+
+    def set_link(self, up: bool) -> None:
+        """Bring the kernel side of the link up or down (down = the cable is pulled: the kernel
+        stops sending into the device and writes to it fail with EIO)."""
+        with self._ipr() as ipr:
+            ipr.link("set", index=self._index(ipr), state="up" if up else "down")
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __repr__(self) -> str:
+        where = f" netns={self.netns}" if self.netns else ""
+        return f"<TunDevice {self.name}{where} mtu={self.mtu} fd={self.fd}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Offloads: virtio-net headers, checksum completion, GSO coalescing
+# ---------------------------------------------------------------------------------------------
+
+
+def _from_vnet(frame: bytes) -> bytes:
+    """The IP packet of a frame read with IFF_VNET_HDR, its checksum completed when the kernel
+    left it partial (NEEDS_CSUM: the field holds the pseudo-header sum; the rest is ours)."""
+    flags, _gso, _hlen, _gsize, start, offset = _VNET_HDR.unpack_from(frame)
+    pkt = frame[_VNET_HDR.size:]
+    if not flags & _NEEDS_CSUM:
+        return pkt
+    at = start + offset
+    if at + 2 > len(pkt):
+        return pkt  # malformed: the host will count it
+    # The field holds the pseudo-header sum, so the checksum of everything from csum_start on is
+    # the segment's checksum.
+    csum = internet_checksum(pkt[start:])
+    return b"".join((pkt[:at], csum.to_bytes(2, "big"), pkt[at + 2:]))
+
+
+def _tcp_layout(pkt: bytes) -> tuple[int, int, int] | None:
+    """(IP header length, TCP header length, flags) of a plain IPv4/IPv6 TCP packet, else None."""
+    v = pkt[0] >> 4
+    if v == 4:
+        ihl = (pkt[0] & 0x0F) * 4
+        if ihl != 20 or pkt[9] != 6 or pkt[6] & 0x3F or pkt[7]:
+            return None
+    elif v == 6:
+        ihl = 40
+        if pkt[6] != 6:
+            return None
+    else:
+        return None
+    if len(pkt) < ihl + 20:
+        return None
+    return ihl, (pkt[ihl + 12] >> 4) * 4, pkt[ihl + 13]
+
+
+def _same_flow(a: bytes, b: bytes, ihl: int, thl: int) -> bool:
+    """Same addresses, ports, ACK, header length, window, urgent pointer and options."""
+    src = 12 if ihl == 20 else 8
+    return (a[src:ihl] == b[src:ihl] and a[ihl:ihl + 4] == b[ihl:ihl + 4]
+            and a[ihl + 8:ihl + 13] == b[ihl + 8:ihl + 13] and a[ihl + 14:ihl + 16] == b[ihl + 14:ihl + 16]
+            and a[ihl + 18:ihl + thl] == b[ihl + 18:ihl + thl])
+
+
+def _gso_frame(group: list[bytes], ihl: int, thl: int, gso_size: int) -> bytes:
+    """One GSO frame carrying the segments of ``group`` (consecutive, same flow): the first
+    header, the last segment's flags, every payload; the TCP checksum is left partial (the
+    pseudo-header sum) for the kernel, which never needs to finish it for local delivery."""
+    first = group[0]
+    hl = ihl + thl
+    payload = b"".join([p[hl:] for p in group])
+    hdr = bytearray(first[:hl])
+    hdr[ihl + 13] = group[-1][ihl + 13]
+    tcp_len = thl + len(payload)
+    if ihl == 20:
+        hdr[2:4] = (hl + len(payload)).to_bytes(2, "big")
+        hdr[10:12] = b"\0\0"
+        hdr[10:12] = internet_checksum(bytes(hdr[:20])).to_bytes(2, "big")
+        pseudo = int.from_bytes(hdr[12:20], "big") + 6 + tcp_len
+        gso = _GSO_TCPV4
+    else:
+        hdr[4:6] = tcp_len.to_bytes(2, "big")
+        pseudo = int.from_bytes(hdr[8:40], "big") + 6 + tcp_len
+        gso = _GSO_TCPV6
+    r = pseudo % 0xFFFF
+    hdr[ihl + 16:ihl + 18] = (r if r else 0xFFFF).to_bytes(2, "big")
+    vnet = _VNET_HDR.pack(_NEEDS_CSUM, gso, hl, gso_size, ihl, 16)
+    return b"".join((vnet, hdr, payload))
+
+
+def _to_vnet(packets: list[bytes]) -> list[bytes]:
+    """Frames for a device with IFF_VNET_HDR: runs of full-sized data segments of one flow
+    become one GSO frame; everything else is sent as it is behind an empty header."""
+    out: list[bytes] = []
+    n = len(packets)
+    i = 0
+    while i < n:
+        p = packets[i]
+        lay = _tcp_layout(p)
+        if lay is None or lay[2] != _ACK_FLAG:
+            out.append(_VNET_NONE + p)
+            i += 1
+            continue
+        ihl, thl, _ = lay
+        hl = ihl + thl
+        size = len(p) - hl
+        limit = 65535 - hl
+        if size <= 0:
+            out.append(_VNET_NONE + p)
+            i += 1
+            continue
+        seq = (int.from_bytes(p[ihl + 4:ihl + 8], "big") + size) & 0xFFFFFFFF
+        total = size
+        j = i + 1
+        while j < n and total + size <= limit:
+            q = packets[j]
+            if len(q) - hl > size or len(q) <= hl or q[0] != p[0] or (q[ihl + 12] >> 4) * 4 != thl:
+                break
+            qflags = q[ihl + 13]
+            if (qflags != _ACK_FLAG and qflags != _PSH_ACK) or not _same_flow(p, q, ihl, thl) \
+                    or int.from_bytes(q[ihl + 4:ihl + 8], "big") != seq:
+                break
+            qsize = len(q) - hl
+            total += qsize
+            seq = (seq + qsize) & 0xFFFFFFFF
+            j += 1
+            if qsize < size or qflags != _ACK_FLAG:
+                break  # a short segment or a PSH ends the run
+        if j - i == 1:
+            out.append(_VNET_NONE + p)
+        else:
+            out.append(_gso_frame(packets[i:j], ihl, thl, size))
+        i = j
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------
+
+
+class TunStack:
+    """A :class:`Host` wired to a TUN device and driven in real time.
+
+    The same small interface as the simulator's adapter, so :mod:`synack.sockets` works on both:
+    ``host``, ``now()``, ``flush()`` and ``wait_until(predicate, timeout)``.
+
+    ``addresses`` are synack's own (default ``10.77.0.2`` and ``fd77::2``);
+    ``kernel_addresses`` the kernel's on the device. ``pcap`` (a path or a ``PcapWriter``)
+    records every packet the host sends and receives, with wall-clock timestamps. ``tracer``
+    receives the host's trace records (state changes, segments); ``host`` replaces the host
+    built here.
+
+    ``offload=True`` turns on the device's segmentation offloads (``IFF_VNET_HDR`` with
+    checksum, TSO4 and TSO6), as a NIC driver would: the kernel then hands synack TCP segments of
+    up to 64 KiB (several MSS of payload, checksum left for us to fill in) instead of one packet
+    per MSS, and runs of full-sized segments synack sends to one connection are written as one
+    GSO packet that the kernel takes in as a single receive (what GRO does for a NIC). The
+    segments synack's core makes and the MSS both ends announce are unchanged; only the number
+    of packets crossing the device is not. Off by default so that every segment is seen as it
+    is on a wire (and in the pcap).
+    """
+
+    READ_BATCH: Final = 512
+
+    def __init__(self, *, addresses: Iterable[str] = ("10.77.0.2", "fd77::2"),
+                 kernel_addresses: Iterable[str] = ("10.77.0.1/24", "fd77::1/64"),
+                 ifname: str = "synack0", netns: str | None = None, mtu: int = 1500,
+                 config: Config | None = None, name: str = "synack", pcap: str | PcapWriter | None = None,
+                 host: Host | None = None, tracer: HostTracer | None = None, offload: bool = False) -> None:
+        self.device = TunDevice(ifname, netns=netns, kernel_addresses=kernel_addresses, mtu=mtu,
+                                offload=offload)
+        self.offload = offload
+        try:
+            self.host = host if host is not None else Host(addresses, name=name, config=config,
+                                                           isn_key=os.urandom(32), mtu=mtu, tracer=tracer)
+            self._own_pcap = isinstance(pcap, str)
+            self.pcap: PcapWriter | None = PcapWriter(pcap) if isinstance(pcap, str) else pcap
+        except BaseException:
+            self.device.close()
+            raise
+        self.fd = self.device.fd
+        self._readsize = 65536 + _VNET_HDR.size if offload else max(mtu, 1500) + 64
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+        self._poll.register(self._wake, select.POLLIN)
+        self._pending: deque[bytes] = deque()
+        self.counters: Counter[str] = Counter()
+        self.closed = False
+
+    # -- the adapter interface ----------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def flush(self) -> None:
+        """Send whatever the host has to send now (after a user call), and take in what the
+        device already holds, without waiting."""
+        self._step(0.0)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Run the loop until ``predicate()`` is true (→ True) or ``timeout`` seconds of real time
+        have passed (→ False). ``None`` waits without limit."""
+        if predicate():
+            return True
+        if self.closed:
+            raise TunError(errno.EBADF, "the TUN stack is closed")
+        mono = time.monotonic
+        end = None if timeout is None else mono() + timeout
+        host = self.host
+        self._step(0.0)
+        while not predicate():
+            now = mono()
+            limit = 3600.0 if end is None else end - now
+            if limit <= 0:
+                return False
+            d = host.next_deadline()
+            if d is not None and d - now < limit:
+                limit = max(d - now, 0.0)
+            self._step(limit)
+        return True
+
+    def wakeup(self) -> None:
+        """Make a ``wait_until`` that sleeps in another thread check its predicate now (for
+        predicates that depend on something other than the network, e.g. a helper thread)."""
+        if not self.closed:
+            os.eventfd_write(self._wake, 1)
+
+    def run_for(self, seconds: float) -> None:
+        """Let ``seconds`` of real time pass with the stack running."""
+        self.wait_until(lambda: False, seconds)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _step(self, wait: float) -> None:
+        """Read every packet that is ready (if none is, sleep up to ``wait`` seconds for one),
+        fire due timers, and write everything the host has to send."""
+        if self.closed:
+            return
+        got = self._read_all()
+        if not got and wait > 0 and not self._pending:
+            ready = self._poll.poll(max(int(wait * 1000 + 0.999), 1) if wait > 0.0005 else 0)
+            for fd, _ in ready:
+                if fd == self._wake:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(self._wake)
+                else:
+                    self._read_all()
+        now = time.monotonic()
+        host = self.host
+        d = host.next_deadline()
+        if d is not None and d <= now:
+            host.handle_timeout(now)
+        self._write(host.packets_to_send(now))
+
+    def _read_all(self) -> int:
+        fd = self.fd
+        read = os.read
+        host = self.host
+        size = self._readsize
+        pcap = self.pcap
+        now = time.monotonic()
+        n = 0
+        ignored = 0
+        while n < self.READ_BATCH:
+            try:
+                pkt = read(fd, size)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                self.counters["tun_read_errors"] += 1
+                break
+            n += 1
+            if self.offload:
+                pkt = _from_vnet(pkt)
+            if pcap is not None:
+                pcap.write(pkt, time.time())
+            # Only TCP goes to the host: IPv4 protocol 6, or IPv6 next header 6 (extension
+            # headers are rare here; the host parses them). The kernel also sends IPv6 router
+            # solicitations and the like into the device; they are counted and dropped.
+            v = pkt[0] >> 4 if len(pkt) >= 20 else 0
+            if (v == 4 and pkt[9] == 6) or (v == 6 and pkt[6] in (6, 0, 43, 60)):
+                host.receive(pkt, now)
+            else:
+                ignored += 1
+        if n:
+            self.counters["packets_in"] += n
+            if ignored:
+                self.counters["ignored_not_tcp"] += ignored
+        return n
+
+    def _write(self, packets: list[bytes]) -> None:
+        if packets:
+            pcap = self.pcap
+            if pcap is not None:
+                ts = time.time()
+                for pkt in packets:
+                    pcap.write(pkt, ts)
+            self.counters["packets_out"] += len(packets)
+            if self.offload:
+                packets = _to_vnet(packets)
+        pending = self._pending
+        if pending:
+            pending.extend(packets)
+            packets = list(pending)
+            pending.clear()
+        if not packets:
+            return
+        fd = self.fd
+        write = os.write
+        for i, frame in enumerate(packets):
+            try:
+                write(fd, frame)
+            except BlockingIOError:
+                pending.extend(packets[i:])
+                break
+            except OSError as exc:
+                # EIO: the link is down (the cable is pulled) — the packet is lost, as on a wire.
+                self.counters[f"tun_write_{errno.errorcode.get(exc.errno or 0, 'error')}"] += 1
+        self.counters["device_writes"] += len(packets)
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def set_link(self, up: bool) -> None:
+        """Pull (False) or plug back (True) the virtual cable on the kernel's side."""
+        self.device.set_link(up)
+
+    def close(self) -> None:
+        """Close the device (the kernel deletes the interface) and the pcap file."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(KeyError, ValueError):
+            self._poll.unregister(self.fd)
+        os.close(self._wake)
+        self.device.close()
+        if self.pcap is not None and self._own_pcap:
+            self.pcap.close()
+        elif self.pcap is not None:
+            self.pcap.flush()
+
+    def __enter__(self) -> TunStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        out.update({f"host_{k}": v for k, v in self.host.stats().items()})
+        return out
+
+    def __repr__(self) -> str:
+        return f"<TunStack {self.device!r} {self.host!r}>"
