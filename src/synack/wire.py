@@ -300,6 +300,10 @@ _SACK_PERMITTED: Final = SackPermitted()
 
 def encode_options(options: Iterable[Option]) -> bytes:
     """Option bytes, padded with zeros to a multiple of 4 (MUST-69)."""
+    if type(options) is tuple and len(options) == 3:
+        a, b, ts = options
+        if type(ts) is Timestamps and type(a) is Nop and type(b) is Nop:  # the common NOP,NOP,TS
+            return _TS_FAST + _II.pack(ts.tsval & _SEQ_MASK, ts.tsecr & _SEQ_MASK)
     out = bytearray()
     for opt in options:
         if isinstance(opt, Nop):
@@ -432,10 +436,25 @@ def _fold(total: int) -> int:
 
 
 def _be(data: bytes) -> int:
-    """Big-endian integer of ``data`` padded to an even length (RFC 1071 ones'-complement trick:
-    2**16 ≡ 1 mod 0xFFFF, so the 16-bit word sum ≡ the whole number mod 0xFFFF)."""
-    n = int.from_bytes(data, "big")
-    return n << 8 if len(data) & 1 else n
+    """A number ≡ the sum of the 16-bit big-endian words of ``data`` (mod 0xFFFF), an odd last
+    byte padded with a zero on its right; it is 0 only when ``data`` is all zeros.
+
+    RFC 1071 ones'-complement trick: 2**16 ≡ 1 mod 0xFFFF, so the word sum ≡ the big-endian
+    integer of the whole buffer. The caller's ``% 0xFFFF`` costs one machine division per 30-bit
+    digit, more than ``int.from_bytes`` itself, so longer buffers are cut into even-length pieces
+    whose integers are added first: the division then runs over one piece, not the whole buffer.
+    The pieces are read little-endian, which needs no padding: 256 × (little-endian word) ≡
+    (big-endian word) mod 0xFFFF.
+    """
+    n = len(data)
+    if n <= 256:
+        v = int.from_bytes(data, "big")
+        return v << 8 if n & 1 else v
+    if n <= 8192:
+        half = ((n + 3) >> 2) << 1
+        return (int.from_bytes(data[:half], "little") + int.from_bytes(data[half:], "little")) << 8
+    mv = memoryview(data)
+    return sum([int.from_bytes(mv[i:i + 4096], "little") for i in range(0, n, 4096)]) << 8
 
 
 def internet_checksum(data: bytes) -> int:
@@ -456,20 +475,26 @@ def tcp_checksum(src: str, dst: str, tcp_bytes: bytes) -> int:
     return _fold(_be(pseudo_header(src, dst, len(tcp_bytes))) + _be(tcp_bytes))
 
 
-def _checksum_ok(pseudo: bytes, tcp_bytes: bytes) -> bool:
-    return (_be(pseudo) + _be(tcp_bytes)) % 0xFFFF == 0
+def _tcp_header(seg: Segment) -> bytes:
+    """The header and options of ``seg`` with a zero checksum field."""
+    opts = encode_options(seg.options) if seg.options else b""
+    offset = (20 + len(opts)) >> 2
+    ack = seg.ack if seg.ack is not None else seg.raw_ack
+    try:
+        return _TCP_HDR.pack(
+            seg.src_port, seg.dst_port, seg.seq & _SEQ_MASK, ack & _SEQ_MASK,
+            (offset << 4) | (seg.reserved & 0x0F), seg.flags & 0xFF, seg.window, 0, seg.urg,
+        ) + opts
+    except struct.error:
+        raise ValueError(
+            f"segment field out of range: ports {seg.src_port}/{seg.dst_port}, window {seg.window} and "
+            f"urgent pointer {seg.urg} must each fit in 16 bits") from None
 
 
 def build_segment(seg: Segment, src: str | None = None, dst: str | None = None) -> bytes:
     """The bytes of ``seg``. With ``src``/``dst`` the checksum is computed over the pseudo-header
     (MUST-2); without them ``seg.checksum`` (or 0) is written as is."""
-    opts = encode_options(seg.options) if seg.options else b""
-    offset = (20 + len(opts)) >> 2
-    ack = seg.ack if seg.ack is not None else seg.raw_ack
-    hdr = _TCP_HDR.pack(
-        seg.src_port, seg.dst_port, seg.seq & _SEQ_MASK, ack & _SEQ_MASK,
-        (offset << 4) | (seg.reserved & 0x0F), seg.flags & 0xFF, seg.window, 0, seg.urg,
-    ) + opts
+    hdr = _tcp_header(seg)
     payload = seg.payload
     if src is None or dst is None:
         csum = seg.checksum or 0
@@ -484,6 +509,12 @@ def parse_segment(
 ) -> Segment:
     """Parse a TCP segment. With ``src``/``dst`` the checksum is verified (MUST-3) and a bad one
     raises WireError. ``base`` is the offset of ``data`` within a larger packet (for messages)."""
+    return _parse_tcp(data, src, dst, base, None)
+
+
+def _parse_tcp(data: bytes, src: str | None, dst: str | None, base: int, pseudo: int | None) -> Segment:
+    """parse_segment; ``pseudo``, when given, is ``_be`` of the pseudo-header (parse_packet has it
+    from the address bytes, without a round trip through text)."""
     n = len(data)
     if n < 20:
         raise WireError(f"TCP header truncated: {n} bytes, need at least 20", base + n)
@@ -494,9 +525,12 @@ def parse_segment(
     if hlen > n:
         raise WireError(f"TCP data offset {off_res >> 4} ({hlen} bytes) runs past the {n}-byte segment",
                         base + 12)
-    if src is not None and dst is not None and not _checksum_ok(pseudo_header(src, dst, n), data):
-        want = tcp_checksum(src, dst, data[:16] + b"\0\0" + data[18:])
-        raise WireError(f"bad TCP checksum 0x{csum:04x}, expected 0x{want:04x}", base + 16)
+    if src is not None and dst is not None:
+        if pseudo is None:
+            pseudo = _be(pseudo_header(src, dst, n))
+        if (pseudo + _be(data)) % 0xFFFF:
+            want = tcp_checksum(src, dst, bytes(data[:16]) + b"\0\0" + bytes(data[18:]))
+            raise WireError(f"bad TCP checksum 0x{csum:04x}, expected 0x{want:04x}", base + 16)
     options = parse_options(data[20:hlen], base + 20) if hlen > 20 else ()
     has_ack = flags & ACK
     return Segment(
@@ -511,6 +545,8 @@ def parse_segment(
 
 _IP4: Final = struct.Struct("!BBHHHBBH4s4s")
 _IP6: Final = struct.Struct("!IHBB16s16s")
+_PSEUDO4: Final = struct.Struct("!4s4sxBH")  # the pseudo-headers of pseudo_header()
+_PSEUDO6: Final = struct.Struct("!16s16sI3xB")
 _IPV6_SKIPPABLE: Final = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
 
 
@@ -551,19 +587,29 @@ def build_packet(
 ) -> bytes:
     """A whole IP packet: IPv4 when the addresses are dotted quads, IPv6 when they contain ':'.
     The IPv4 header checksum and the TCP checksum are computed here."""
-    tcp = build_segment(seg, src, dst)
+    # As build_segment, but each address is converted once and the payload copied once.
+    tcp_hdr = _tcp_header(seg)
+    payload = seg.payload
+    tcp_len = len(tcp_hdr) + len(payload)
+    if tcp_len + (0 if ":" in src else 20 + len(ip_options)) > 0xFFFF:
+        raise ValueError(f"packet too large: a {tcp_len}-byte TCP segment does not fit the IP length field "
+                         "(no jumbograms)")
     if ":" in src:
-        return _IP6.pack(
-            (6 << 28) | ((tos & 0xFF) << 20) | (flow & 0xFFFFF), len(tcp), 6, ttl,
-            socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst),
-        ) + tcp
-    if len(ip_options) % 4 or len(ip_options) > 40:
-        raise ValueError("IPv4 options must be a multiple of 4 bytes and at most 40")
-    ihl = 5 + len(ip_options) // 4
-    hdr = _IP4.pack(0x40 | ihl, tos, ihl * 4 + len(tcp), ident, frag, ttl, 6, 0,
-                    socket.inet_aton(src), socket.inet_aton(dst)) + ip_options
-    csum = _fold(int.from_bytes(hdr, "big"))
-    return b"".join((hdr[:10], _H.pack(csum), hdr[12:], tcp))
+        s = socket.inet_pton(socket.AF_INET6, src)
+        d = socket.inet_pton(socket.AF_INET6, dst)
+        pseudo = _PSEUDO6.pack(s, d, tcp_len, 6)
+        ip_hdr = _IP6.pack((6 << 28) | ((tos & 0xFF) << 20) | (flow & 0xFFFFF), tcp_len, 6, ttl, s, d)
+    else:
+        s = socket.inet_aton(src)
+        d = socket.inet_aton(dst)
+        pseudo = _PSEUDO4.pack(s, d, 6, tcp_len)
+        if len(ip_options) % 4 or len(ip_options) > 40:
+            raise ValueError("IPv4 options must be a multiple of 4 bytes and at most 40")
+        ihl = 5 + len(ip_options) // 4
+        hdr = _IP4.pack(0x40 | ihl, tos, ihl * 4 + tcp_len, ident, frag, ttl, 6, 0, s, d) + ip_options
+        ip_hdr = b"".join((hdr[:10], _H.pack(_fold(int.from_bytes(hdr, "big"))), hdr[12:]))
+    csum = _fold(int.from_bytes(pseudo, "big") + int.from_bytes(tcp_hdr, "big") + _be(payload))
+    return b"".join((ip_hdr, tcp_hdr[:16], _H.pack(csum), tcp_hdr[18:], payload))
 
 
 def build_ip_packet(pkt: IPPacket) -> bytes:
@@ -577,6 +623,13 @@ def build_ip_packet(pkt: IPPacket) -> bytes:
         ) + pkt.ext_headers + tcp
     return build_packet(pkt.src, pkt.dst, pkt.seg, ttl=pkt.ttl, tos=pkt.tos, ident=pkt.ident,
                         frag=pkt.frag, flow=pkt.flow, ip_options=pkt.ip_options)
+
+
+def _view(data: bytes, start: int, end: int) -> bytes:
+    """``data[start:end]``, without copying a large packet (the payload is copied once, later)."""
+    if end - start > 4096:
+        return memoryview(data)[start:end]  # type: ignore[return-value]
+    return data[start:end]
 
 
 def parse_packet(data: bytes, *, verify: bool = True) -> IPPacket:
@@ -600,7 +653,7 @@ def parse_packet(data: bytes, *, verify: bool = True) -> IPPacket:
         if total > n:
             raise WireError(f"IPv4 total length {total} exceeds the {n} bytes captured", 2)
         if verify and int.from_bytes(data[:ihl], "big") % 0xFFFF != 0:
-            want = _fold(int.from_bytes(data[:10] + b"\0\0" + data[12:ihl], "big"))
+            want = _fold(int.from_bytes(bytes(data[:10]) + b"\0\0" + bytes(data[12:ihl]), "big"))
             raise WireError(f"bad IPv4 header checksum 0x{csum:04x}, expected 0x{want:04x}", 10)
         if frag & 0x3FFF:
             raise WireError("IPv4 fragment (fragments are not reassembled)", 6)
@@ -608,7 +661,11 @@ def parse_packet(data: bytes, *, verify: bool = True) -> IPPacket:
             raise WireError(f"IPv4 protocol {proto} is not TCP (6)", 9)
         src = socket.inet_ntoa(s)
         dst = socket.inet_ntoa(d)
-        seg = parse_segment(data[ihl:total], src if verify else None, dst if verify else None, base=ihl)
+        if verify:  # pseudo-header words: the addresses, protocol 6 and the TCP length
+            seg = _parse_tcp(_view(data, ihl, total), src, dst, ihl,
+                             int.from_bytes(data[12:20], "big") + 6 + total - ihl)
+        else:
+            seg = _parse_tcp(_view(data, ihl, total), None, None, ihl, None)
         return IPPacket(4, src, dst, seg, ttl, tos, ident, frag, 0, bytes(data[20:ihl]), b"", 6, csum, ihl)
     if version == 6:
         if n < 40:
@@ -633,7 +690,11 @@ def parse_packet(data: bytes, *, verify: bool = True) -> IPPacket:
             raise WireError(f"IPv6 next header {nxt} is not TCP (6)", 6 if off == 40 else off)
         src = socket.inet_ntop(socket.AF_INET6, s)
         dst = socket.inet_ntop(socket.AF_INET6, d)
-        seg = parse_segment(data[off:end], src if verify else None, dst if verify else None, base=off)
+        if verify:  # pseudo-header words: the addresses, the TCP length and next header 6
+            seg = _parse_tcp(_view(data, off, end), src, dst, off,
+                             int.from_bytes(data[8:40], "big") + end - off + 6)
+        else:
+            seg = _parse_tcp(_view(data, off, end), None, None, off, None)
         return IPPacket(6, src, dst, seg, hlim, (vtf >> 20) & 0xFF, 0, 0, vtf & 0xFFFFF, b"",
                         bytes(data[40:off]), first, None, off)
     raise WireError(f"IP version {version} is neither 4 nor 6", 0)
