@@ -121,11 +121,13 @@ def test_established_data_straddling_the_right_edge_keeps_what_fits() -> None:
 
 
 @pytest.mark.parametrize("seq,acceptable", [
-    (R(0), False), (R(1), True), (R(1 + WND - 1), True), (R(1 + WND), False), (R(1 - 70000), False),
-], ids=["left-of-window", "rcv-nxt", "last-in-window", "right-edge", "far-old"])
+    (R(0), False), (R(1), True), (R(1 + WND - 1), True), (R(1 + WND), True), (R(2 + WND), False),
+    (R(1 - 70000), False),
+], ids=["left-of-window", "rcv-nxt", "last-in-window", "right-edge", "past-right-edge", "far-old"])
 def test_established_empty_segment_acceptability(seq: int, acceptable: bool) -> None:
-    """SEG.LEN = 0, RCV.WND > 0: acceptable iff RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND; an
-    unacceptable one draws an ACK, an acceptable bare ACK draws nothing."""
+    """SEG.LEN = 0, RCV.WND > 0: acceptable iff RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND (Table 6),
+    widened by one to SEG.SEQ = RCV.NXT+RCV.WND — the RFC 9293 Appendix A.2 mitigation that stops
+    an ACK war (docs/design.md); an unacceptable one draws an ACK, an acceptable bare ACK nothing."""
     c = conn_established()
     feed(c, seg(seq, L(1)), at=1.0)
     expect(c, at=1.0, segments=[] if acceptable else [out(L(1), R(1))])

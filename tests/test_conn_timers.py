@@ -392,10 +392,41 @@ def test_delayed_ack_not_applied_to_out_of_order_data() -> None:
     expect(c, at=1.05, segments=[out(L(1), R(21))])
 
 
-def test_fin_is_acknowledged_without_delay() -> None:
+def test_fin_in_established_is_acknowledged_after_the_delay() -> None:
+    """The ACK of a FIN that moves us to CLOSE-WAIT is a delayed ACK (§3.8.6.3; Linux's tcp_fin
+    schedules it too)."""
     c = conn_established(DELACK)
     feed(c, seg(R(1), L(1), FIN), at=1.0)
-    expect(c, at=1.0, segments=[out(L(1), R(2))])
+    assert c.state is State.CLOSE_WAIT
+    expect_nothing(c, at=1.0)
+    expect_nothing(c, at=1.199)
+    expect(c, at=1.2, segments=[out(L(1), R(2))])
+    expect_nothing(c, at=2.0)
+
+
+def test_fin_ack_rides_on_our_fin_when_the_application_closes_at_once() -> None:
+    """L3, seed 001's windump trace: the passive side's ACK and FIN travel together."""
+    c = conn_established(DELACK)
+    feed(c, seg(R(1), L(1), FIN), at=1.0)
+    expect_nothing(c, at=1.0)
+    c.close(1.05)
+    assert c.state is State.LAST_ACK
+    expect(c, at=1.05, segments=[out(L(1), R(2), FIN)])
+    expect_nothing(c, at=1.25)  # no separate ACK: the timer was cancelled
+
+
+def test_fin_in_fin_wait_2_is_acknowledged_without_delay() -> None:
+    c = conn_fin_wait_2(DELACK, at=1.0)
+    feed(c, seg(R(1), L(2), FIN), at=1.1)
+    assert c.state is State.TIME_WAIT
+    expect(c, at=1.1, segments=[out(L(2), R(2))])
+
+
+def test_fin_in_fin_wait_1_is_acknowledged_without_delay() -> None:
+    c = conn_fin_wait_1(DELACK, at=1.0)
+    feed(c, seg(R(1), L(1), FIN), at=1.1)
+    assert c.state is State.CLOSING
+    expect(c, at=1.1, segments=[out(L(2), R(2))])
 
 
 # =============================================================================================

@@ -338,11 +338,6 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
-        "_mtu_mss",
-        "ws_ok",
-        "now",
-        "notify",
-        "reuseaddr",
         "_ack_now",
         "_ack_pending_segs",
         "_app_closed",
@@ -352,6 +347,7 @@ class Connection:
         "_fin_queued",
         "_ka_probes",
         "_last_rcv",
+        "_mtu_mss",
         "_ooo",
         "_ooo_fin",
         "_out",
@@ -384,6 +380,8 @@ class Connection:
         "local_addr",
         "local_port",
         "max_snd_wnd",
+        "notify",
+        "now",
         "passive",
         "rcv_adv",
         "rcv_mss",
@@ -392,6 +390,7 @@ class Connection:
         "rcv_wscale",
         "remote_addr",
         "remote_port",
+        "reuseaddr",
         "rtt",
         "sack_ok",
         "snd_max",
@@ -411,6 +410,7 @@ class Connection:
         "ts_ok",
         "ts_recent",
         "ttl",
+        "ws_ok",
     )
 
     def __init__(
@@ -785,12 +785,11 @@ class Connection:
         flags = seg.flags
         ack = seg.ack
         # First, check the ACK bit.
-        if ack is not None:
-            if _le(ack, self.iss) or _lt(self.snd_max, ack):
-                if not flags & RST:
-                    self._out.append(Segment(seg.dst_port, seg.src_port, ack, None, RST, 0))
-                self._drop("unacceptable ACK in SYN-SENT")
-                return
+        if ack is not None and (_le(ack, self.iss) or _lt(self.snd_max, ack)):
+            if not flags & RST:
+                self._out.append(Segment(seg.dst_port, seg.src_port, ack, None, RST, 0))
+            self._drop("unacceptable ACK in SYN-SENT")
+            return
         # Second, check the RST bit.
         if flags & RST:
             if ack is not None:
@@ -834,14 +833,22 @@ class Connection:
         self.snd_nxt = self.iss  # the SYN,ACK is built by rewinding to ISS
         self._set_state(State.SYN_RECEIVED, "rcv SYN (simultaneous open)")
 
-    def _acceptable(self, seq: int, seg_len: int) -> bool:
-        """RFC 9293 §3.10.7.4 Table 6: the segment acceptability test."""
+    def _acceptable(self, seq: int, seg_len: int, rst: bool = False) -> bool:
+        """RFC 9293 §3.10.7.4 Table 6: the segment acceptability test.
+
+        One widening, for the problem RFC 9293 Appendix A.2 describes: an empty segment whose
+        SEG.SEQ is exactly RCV.NXT+RCV.WND is acceptable. A peer that has filled our window sends
+        its ACKs with SEG.SEQ = SND.NXT = our right edge; by the letter of Table 6 each of them is
+        unacceptable and draws an ACK, and when both ends sit at each other's right edge those ACKs
+        answer each other once per round trip ("ACK war"). Linux accepts them the same way.
+        Not for a RST: RFC 5961 §3.2 drops a RST outside the window silently."""
         wnd = self.rcv_wnd
         rcv_nxt = self.rcv_nxt
         if seg_len == 0:
             if wnd == 0:
                 return seq == rcv_nxt
-            return ((seq - rcv_nxt) & _MASK) < wnd
+            off = (seq - rcv_nxt) & _MASK
+            return off < wnd or (off == wnd and not rst)
         if wnd == 0:
             return False
         return ((seq - rcv_nxt) & _MASK) < wnd or ((seq + seg_len - 1 - rcv_nxt) & _MASK) < wnd
@@ -872,6 +879,13 @@ class Connection:
                 seq = (seq + 1) & _MASK
                 syn = False
                 seg_len -= 1
+                if self.snd_nxt == self.iss:
+                    # Our SYN,ACK (Figure 7 line 5) has not left yet — the driver read the peer's
+                    # SYN and this SYN,ACK in one batch — and once ESTABLISHED it never will, so
+                    # nothing would acknowledge the peer's SYN: the repeated SYN is left of the
+                    # window, and §3.10.7.4 (first step) answers it with <ACK=RCV.NXT>. Without
+                    # it a Linux peer waits in SYN-RECEIVED for its SYN,ACK retransmission.
+                    self._ack_now = True
             elif seg.ack is None and not flags & RST:
                 # A retransmitted SYN: our SYN,ACK was lost, send it again (rewind to ISS).
                 self._drop("duplicate SYN in SYN-RECEIVED: SYN,ACK resent")
@@ -879,7 +893,7 @@ class Connection:
                 return
 
         # First, check the sequence number.
-        if not self._acceptable(seq, seg_len):
+        if not self._acceptable(seq, seg_len, bool(flags & RST)):
             if self.rcv_wnd == 0 and seq == self.rcv_nxt and not syn:
                 # Zero window: the text is not acceptable, but ACK, URG and RST are (MUST-66).
                 payload = b""
@@ -1076,11 +1090,17 @@ class Connection:
                 return
             self._peer_fin = True
             self.rcv_nxt = (self.rcv_nxt + 1) & _MASK
-            self._ack_now = True
             self._event(Event.PEER_CLOSED)
             if st in (State.SYN_RECEIVED, State.ESTABLISHED):
+                # "send an acknowledgment for the FIN" — as a delayed ACK (§3.8.6.3, MUST-40 bounds
+                # the wait): an application that closes as soon as it reads the end of the stream
+                # sends its FIN within the delay, and the ACK rides on it: the three-segment close
+                # of seed 001 (L3). In the closing states the ACK leaves at once (below).
+                self._schedule_ack(0, now)
                 self._set_state(State.CLOSE_WAIT, "rcv FIN")
-            elif st is State.FIN_WAIT_1:
+                return
+            self._ack_now = True
+            if st is State.FIN_WAIT_1:
                 # "If our FIN has been ACKed (perhaps in this segment), then enter TIME-WAIT":
                 # an ACK of our FIN in this segment already moved us to FIN-WAIT-2 in the fifth
                 # step (handled below), so here our FIN is still unacknowledged.
@@ -1598,7 +1618,10 @@ class Connection:
         if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2) or not cfg.keepalive:
             self._t_keepalive = None
             return
-        if self._ka_probes == 0 and now - self._last_rcv < cfg.keepidle:
+        # Compare with the deadline exactly as it was computed: ``now - last < idle`` can hold at
+        # now == last + idle in floating point (20.004 - 10.004 < 10.0), re-arming the timer
+        # at ``now`` for ever (the host's timer loop then never ends).
+        if self._ka_probes == 0 and now < self._last_rcv + cfg.keepidle:
             self._t_keepalive = self._last_rcv + cfg.keepidle
             return
         if self.snd_una != self.snd_max:  # MUST-26: only when no sent data is outstanding

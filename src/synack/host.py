@@ -13,6 +13,7 @@ No module-level mutable state: a process may hold any number of hosts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import ipaddress
@@ -27,7 +28,7 @@ from synack.connection import (
     State,
     reset_for,
 )
-from synack.wire import ACK, RST, SYN, Segment, WireError, build_packet, parse_packet, seq_gt
+from synack.wire import RST, SYN, Segment, WireError, build_packet, parse_packet, seq_gt
 
 __all__ = ["AddressInUse", "AddressNotAvailable", "Host", "InvalidAddress", "Listener", "Reservation"]
 
@@ -91,8 +92,19 @@ class Listener:
     ``backlog`` bounds the accept queue; ``syn_backlog`` bounds the children still in
     SYN-RECEIVED. A full queue drops the SYN (the peer retransmits) — it never grows."""
 
-    __slots__ = ("_accept_q", "backlog", "closed", "config", "host", "local_addr", "local_port",
-                 "reuseaddr", "syn_backlog", "syn_pending", "on_ready")
+    __slots__ = (
+        "_accept_q",
+        "backlog",
+        "closed",
+        "config",
+        "host",
+        "local_addr",
+        "local_port",
+        "on_ready",
+        "reuseaddr",
+        "syn_backlog",
+        "syn_pending",
+    )
 
     def __init__(self, host: Host, addr: str, port: int, backlog: int, syn_backlog: int,
                  config: Config, reuseaddr: bool) -> None:
@@ -180,6 +192,8 @@ class Host:
         self.now = 0.0
         self.counters: Counter[str] = Counter()
         self.closed_connections = 0
+        # One bound method shared by every connection (a bound method per connection is 64 bytes).
+        self._notify_cb: Callable[[Connection], None] = self._notify
 
     # -------------------------------------------------------------------------------------
     # ISNs (RFC 6528 / RFC 9293 §3.4.1, SHLD-1)
@@ -260,10 +274,8 @@ class Host:
     def _unbind(self, obj: Any, port: int) -> None:
         users = self._ports.get(port)
         if users is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 users.remove(obj)
-            except ValueError:
-                pass
             if not users:
                 del self._ports[port]
 
@@ -298,8 +310,11 @@ class Host:
 
     def listen(self, port: int, addr: str = "", *, backlog: int = 128, syn_backlog: int | None = None,
                config: Config | None = None, reuseaddr: bool = False,
-               reservation: Reservation | None = None) -> Listener:
-        """Passive OPEN on ``addr`` (empty = every address of the host) and ``port``."""
+               reservation: Reservation | None = None, now: float | None = None) -> Listener:
+        """Passive OPEN on ``addr`` (empty = every address of the host) and ``port``. ``now``, when
+        given, is the time of the call (for the trace record; the host's clock otherwise)."""
+        if now is not None:
+            self.now = now
         if reservation is not None:
             addr, port, reuseaddr = reservation.local_addr, reservation.local_port, reservation.reuseaddr
             reservation.release()
@@ -311,8 +326,8 @@ class Host:
                 self._bind(reservation, port)
                 reservation.released = False
             raise AddressInUse(f"error: address {norm or '*'}:{port} already in use")
-        lst = Listener(self, norm, port, backlog, syn_backlog if syn_backlog is not None else max(backlog, 128),
-                       config or self.config, reuseaddr)
+        syn_q = syn_backlog if syn_backlog is not None else max(backlog, 128)
+        lst = Listener(self, norm, port, backlog, syn_q, config or self.config, reuseaddr)
         self.listeners[(norm, port)] = lst
         self._bind(lst, port)
         self._trace("listen", addr=norm or "*", port=port)
@@ -371,7 +386,7 @@ class Host:
                           mtu=self.mtu, ts_offset=self._ts_offset(key),
                           tracer=self._conn_tracer if self.tracer is not None else None)
         conn.now = now
-        conn.notify = self._notify
+        conn.notify = self._notify_cb
         self.conns[key] = conn
         self._bind(conn, key[1])
         return conn
@@ -380,6 +395,7 @@ class Host:
         self._dirty[conn] = None
 
     def _close_listener(self, lst: Listener, now: float) -> None:
+        self.now = now  # the trace record below carries the time of the call
         self.listeners.pop((lst.local_addr, lst.local_port), None)
         self._unbind(lst, lst.local_port)
         for key, parent in list(self._parent.items()):
@@ -423,6 +439,16 @@ class Host:
         key = (dst, seg.dst_port, pkt.src, seg.src_port)
         conn = self.conns.get(key)
         if conn is not None:
+            if conn.state is State.SYN_RECEIVED and seg.ack is not None and not seg.flags & (RST | SYN):
+                lst = self._parent.get(key)
+                if lst is not None and lst.pending >= lst.backlog:
+                    # The accept queue is full: the ACK that would complete the handshake is
+                    # dropped (as Linux does), so the queue never holds more than ``backlog``;
+                    # the child stays in SYN-RECEIVED and its SYN,ACK retransmission (§3.8.1)
+                    # draws the ACK again later.
+                    counters["drop_backlog_full"] += 1
+                    self._trace("drop", reason="accept queue full: handshake ACK dropped")
+                    return
             if conn.state is State.TIME_WAIT and seg.flags & SYN and seg.ack is None \
                     and not seg.flags & RST and seq_gt(seg.seq, conn.rcv_nxt) \
                     and self._find_listener(dst, seg.dst_port) is not None:
@@ -594,7 +620,8 @@ class Host:
         """Counters: packets/segments in and out, bad checksums, drops by reason, resets,
         retransmissions (including those of connections still open)."""
         out = dict(self.counters)
-        out["retransmissions"] = self.counters["retransmissions"] + sum(c.stats[2] for c in self.conns.values())
+        open_rexmits = sum(c.stats[2] for c in self.conns.values())
+        out["retransmissions"] = self.counters["retransmissions"] + open_rexmits
         out["connections"] = len(self.conns)
         out["listeners"] = len(self.listeners)
         return out

@@ -42,6 +42,8 @@ enter the namespace the same way (``bench/bench_tun.py`` does, to use a second C
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import errno
@@ -54,7 +56,7 @@ import struct
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from synack.connection import Config
 from synack.host import Host, HostTracer
@@ -110,6 +112,21 @@ def _pyroute2() -> Any:
     import pyroute2.netns  # type: ignore[import-untyped]
 
     return pyroute2
+
+
+_T = TypeVar("_T")
+
+
+def _off_loop(fn: Callable[[], _T]) -> _T:
+    """Run a pyroute2 call. pyroute2 (≥ 0.9) runs an asyncio loop of its own inside its
+    synchronous calls, which fails in a thread whose event loop is running (a TunStack made inside
+    ``async def main()``); there the call runs in a short-lived helper thread instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="synack-netlink") as pool:
+        return pool.submit(fn).result()
 
 
 def _libc() -> ctypes.CDLL:
@@ -273,6 +290,9 @@ class TunDevice:
     def configure(self, *, up: bool = True) -> None:
         """Set MTU and the kernel's addresses, and bring the link (and ``lo`` of a private
         namespace) up, over netlink."""
+        _off_loop(lambda: self._configure(up=up))
+
+    def _configure(self, *, up: bool) -> None:
         try:
             with self._ipr() as ipr:
                 idx = self._index(ipr)
@@ -296,8 +316,11 @@ class TunDevice:
     def set_link(self, up: bool) -> None:
         """Bring the kernel side of the link up or down (down = the cable is pulled: the kernel
         stops sending into the device and writes to it fail with EIO)."""
-        with self._ipr() as ipr:
-            ipr.link("set", index=self._index(ipr), state="up" if up else "down")
+        def apply() -> None:
+            with self._ipr() as ipr:
+                ipr.link("set", index=self._index(ipr), state="up" if up else "down")
+
+        _off_loop(apply)
 
     def fileno(self) -> int:
         return self.fd
@@ -527,6 +550,37 @@ class TunStack:
     def run_for(self, seconds: float) -> None:
         """Let ``seconds`` of real time pass with the stack running."""
         self.wait_until(lambda: False, seconds)
+
+    # -- the non-blocking pump (for an event loop: see synack.streams) ------------------------
+    # An event loop watches ``fileno()`` for input and keeps one timer at
+    # ``host.next_deadline()``; it calls ``process_readable()`` when the device is readable,
+    # ``process_timers()`` when the timer fires, and ``transmit()`` after either and after every
+    # user call. None of them ever waits.
+
+    def fileno(self) -> int:
+        """The device's file descriptor (non-blocking), to register with an event loop."""
+        return self.fd
+
+    def process_readable(self) -> int:
+        """Feed every packet the device holds now to the host; returns how many were read."""
+        return 0 if self.closed else self._read_all()
+
+    def process_timers(self) -> None:
+        """Fire the host's timers that are due now."""
+        if self.closed:
+            return
+        now = time.monotonic()
+        d = self.host.next_deadline()
+        if d is not None and d <= now:
+            self.host.handle_timeout(now)
+
+    def transmit(self) -> bool:
+        """Write everything the host has to send now. False when the device's queue was full and
+        packets wait (call again once the fd is writable)."""
+        if self.closed:
+            return True
+        self._write(self.host.packets_to_send(time.monotonic()))
+        return not self._pending
 
     # -- the loop -----------------------------------------------------------------------------
 

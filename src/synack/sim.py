@@ -1,0 +1,701 @@
+"""A deterministic simulated network: many hosts, links with faults, and a virtual clock.
+
+The simulator is a driver in the sense of the architecture: it owns the clock and moves the bytes,
+the hosts (:class:`~synack.host.Host`, sans-IO) do the TCP. One heap holds every future event —
+a packet arriving, a host's next timer, a scripted user action — and time jumps straight to the
+earliest; nothing sleeps and no wall clock is read.
+
+Links (:meth:`Network.link`) join two hosts; each direction (:class:`Link`) has its own delay,
+jitter, bandwidth with a drop-tail queue, MTU, loss, duplication, reordering and single-bit
+corruption, and its own ``random.Random`` seeded from (seed, a, b), so that a run with the same
+seed and the same script produces the same events, the same trace and the same pcap, byte for
+byte. A packet is routed by its destination address to the host that owns it, over the link from
+its sender to that host.
+
+What happens to a packet a host sends, in order:
+
+1. ``send`` is recorded; no owner of the destination address or no link to it: drop ``no route``;
+   the sending host is down: ``host down``;
+2. longer than the link's MTU: ``mtu``; the link is partitioned: ``partition``;
+3. scripted faults (:meth:`Network.drop_nth`, :meth:`Network.drop_if`, :meth:`Network.hold`) see the
+   parsed packet: ``scripted`` drop, or an extra delay (``hold``);
+4. bandwidth: the packet waits behind those still being serialized; if ``queue`` packets are
+   already in the link's buffer (waiting or being serialized) it is dropped: ``queue full``;
+   otherwise it leaves when the previous one is done plus ``len/bandwidth``;
+5. ``loss``: dropped on the wire (after using the bandwidth);
+6. ``duplicate``: a second copy is made, arriving with the first; then for each copy: ``jitter``
+   (uniform in ±jitter, never before it was sent), ``corrupt`` (one bit of the TCP segment flipped
+   — header or payload, which the receiving host's checksum check always catches, since a
+   ones'-complement sum detects every single-bit error) and ``reorder`` (the copy is held back an
+   extra ``reorder_delay``, so later packets overtake it);
+7. on arrival: the link was partitioned in the meantime: ``partition``; the receiving host is down:
+   ``host down``; otherwise it is handed to the host (``deliver``), or, for a corrupted copy,
+   handed over and recorded as ``drop`` with reason ``corrupt: bad checksum`` once the host has
+   counted it in its ``bad_checksum`` counter.
+
+After every event the hosts that took part are flushed: their output is pulled and put on the
+links, and their next timer is (re)scheduled. A user call made between steps (``conn.send``,
+``host.connect`` ...) is picked up by the flush at the start of the next step, or by
+:meth:`Network.flush`.
+
+Crashes: :meth:`Network.crash` replaces the host by a fresh :class:`~synack.host.Host` with the
+same name, addresses, configuration and MTU (and a new ISN secret): every connection, listener and
+port binding is forgotten. The host stays down — packets to it are dropped (``host down``), its
+own output is dropped and its timers do not run — until :meth:`Network.restart`; restart is
+never implicit, but ``crash(name, restart_after=t)`` schedules it. A restarted host has no
+listeners: the script re-creates what the rebooted application would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import ipaddress
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from synack.connection import Config
+from synack.host import Host
+from synack.trace import NoteRecord, PacketRecord, Trace
+from synack.wire import ACK, FIN, RST, SYN, IPPacket, parse_packet
+
+__all__ = [
+    "Fault",
+    "Link",
+    "Network",
+    "PacketPredicate",
+    "SimStack",
+    "has_flags",
+    "segment_is",
+]
+
+PacketPredicate = Callable[[IPPacket], bool]
+"""A scripted fault's test of a packet (parsed, checksums not verified)."""
+
+_DELIVER: Final = 0
+_TIMER: Final = 1
+_CALL: Final = 2
+
+_FLAG_BITS: Final = {"SYN": SYN, "FIN": FIN, "RST": RST, "ACK": ACK}
+_CONTROL: Final = SYN | FIN | RST | ACK
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicates for scripted faults
+# ---------------------------------------------------------------------------------------------
+
+
+def _bits(names: Iterable[str]) -> int:
+    bits = 0
+    for name in names:
+        try:
+            bits |= _FLAG_BITS[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown flag {name!r}: use SYN, FIN, RST or ACK") from None
+    return bits
+
+
+def segment_is(*flags: str, data: bool | None = None) -> PacketPredicate:
+    """A predicate for packets whose SYN, FIN, RST and ACK bits are exactly ``flags`` (PSH, URG,
+    ECE and CWR are ignored): ``segment_is("SYN", "ACK")`` is the SYN,ACK, ``segment_is("ACK",
+    data=True)`` a data segment, ``segment_is("ACK", data=False)`` a pure ACK."""
+    want = _bits(flags)
+
+    def match(pkt: IPPacket) -> bool:
+        seg = pkt.seg
+        if seg.flags & _CONTROL != want:
+            return False
+        return data is None or bool(seg.payload) == data
+
+    return match
+
+
+def has_flags(*flags: str) -> PacketPredicate:
+    """A predicate for packets with at least these control bits: ``has_flags("FIN")``."""
+    want = _bits(flags)
+    return lambda pkt: pkt.seg.flags & want == want
+
+
+# ---------------------------------------------------------------------------------------------
+# Links and faults
+# ---------------------------------------------------------------------------------------------
+
+
+class Link:
+    """One direction of a link, from host ``src`` to host ``dst``. Every parameter may be
+    changed between steps (e.g. ``link.loss = 1.0`` to pull the cable one way).
+
+    ``delay`` seconds of propagation, ``jitter`` (± seconds, uniform), ``bandwidth`` in bytes per
+    second (None: infinite, no queue), ``queue``: packets the link's buffer holds, the one being
+    serialized included (drop-tail), ``mtu`` in bytes of IP packet, ``loss``, ``duplicate``,
+    ``reorder`` and ``corrupt``: probabilities per packet; a reordered packet arrives
+    ``reorder_delay`` seconds late. ``partitioned`` drops everything."""
+
+    __slots__ = ("_backlog", "bandwidth", "corrupt", "delay", "dst", "duplicate", "jitter", "loss",
+                 "mtu", "partitioned", "queue", "reorder", "reorder_delay", "rng", "src")
+
+    def __init__(self, src: str, dst: str, rng: random.Random, *, delay: float, jitter: float,
+                 bandwidth: float | None, queue: int, mtu: int, loss: float, duplicate: float,
+                 reorder: float, reorder_delay: float, corrupt: float) -> None:
+        if delay < 0 or jitter < 0 or reorder_delay < 0:
+            raise ValueError("delay, jitter and reorder_delay must not be negative")
+        if bandwidth is not None and bandwidth <= 0:
+            raise ValueError("bandwidth must be positive (or None)")
+        if queue < 1:
+            raise ValueError("queue must hold at least one packet")
+        for name, p in (("loss", loss), ("duplicate", duplicate), ("reorder", reorder), ("corrupt", corrupt)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], not {p}")
+        self.src = src
+        self.dst = dst
+        self.rng = rng
+        self.delay = delay
+        self.jitter = jitter
+        self.bandwidth = bandwidth
+        self.queue = queue
+        self.mtu = mtu
+        self.loss = loss
+        self.duplicate = duplicate
+        self.reorder = reorder
+        self.reorder_delay = reorder_delay
+        self.corrupt = corrupt
+        self.partitioned = False
+        self._backlog: deque[float] = deque()  # times at which queued packets finish serializing
+
+    def __repr__(self) -> str:
+        return f"<Link {self.src}->{self.dst} delay={self.delay}>"
+
+
+class Fault:
+    """A scripted fault: on packets from ``direction`` (a (src, dst) pair of host names, or any)
+    that satisfy ``predicate`` (or all), let ``skip`` pass, then act on ``remaining`` of them
+    (None: on all): ``action`` is ``drop`` or ``hold`` (an extra delay of ``seconds``).
+    ``seen`` counts the matching packets, ``hits`` those acted on."""
+
+    __slots__ = ("_net", "action", "direction", "hits", "predicate", "remaining", "seconds", "seen", "skip")
+
+    def __init__(self, net: Network, action: str, predicate: PacketPredicate | None,
+                 direction: tuple[str, str] | None, skip: int, remaining: int | None, seconds: float) -> None:
+        self._net = net
+        self.action = action
+        self.predicate = predicate
+        self.direction = direction
+        self.skip = skip
+        self.remaining = remaining
+        self.seconds = seconds
+        self.seen = 0
+        self.hits = 0
+
+    @property
+    def active(self) -> bool:
+        return self in self._net._faults
+
+    def cancel(self) -> None:
+        """Remove the fault (no effect when it is already used up)."""
+        if self in self._net._faults:
+            self._net._faults.remove(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+# ---------------------------------------------------------------------------------------------
+
+
+class _HostSpec:
+    __slots__ = ("addresses", "config", "ephemeral", "incarnation", "mtu")
+
+    def __init__(self, addresses: list[str], config: Config | None, mtu: int,
+                 ephemeral: tuple[int, int]) -> None:
+        self.addresses = addresses
+        self.config = config
+        self.mtu = mtu
+        self.ephemeral = ephemeral
+        self.incarnation = 0
+
+
+class Network:
+    """Hosts, links, faults and a virtual clock (seconds, starting at 0).
+
+    ``seed`` makes the run repeatable: it derives every link direction's random generator and
+    every host's ISN secret. ``trace`` (a :class:`~synack.trace.Trace`) receives the records of
+    the network and of every host; None (the default) records nothing, for speed."""
+
+    def __init__(self, seed: int = 0, trace: Trace | None = None) -> None:
+        self.seed = seed
+        self.trace = trace
+        self.now = 0.0
+        self.hosts: dict[str, Host] = {}
+        self.links: dict[tuple[str, str], Link] = {}
+        self.counters: Counter[str] = Counter()
+        self._specs: dict[str, _HostSpec] = {}
+        self._routes: dict[bytes, str] = {}
+        self._down: set[str] = set()
+        self._events: list[tuple[float, int, int, Any]] = []
+        self._seq = 0
+        self._timer_at: dict[str, float] = {}
+        self._faults: list[Fault] = []
+        self._pid = 0
+
+    # -------------------------------------------------------------------------------------
+    # Building the network
+    # -------------------------------------------------------------------------------------
+
+    def add_host(self, name: str, addresses: str | Iterable[str], *, config: Config | None = None,
+                 mtu: int = 1500, ephemeral: tuple[int, int] = (32768, 60999)) -> Host:
+        """A new host with these IPv4/IPv6 addresses; its ISN secret comes from the seed and its
+        name, so that runs repeat exactly."""
+        if name in self._specs:
+            raise ValueError(f"there is already a host named {name!r}")
+        given = [addresses] if isinstance(addresses, str) else list(addresses)
+        addrs = [str(ipaddress.ip_address(a)) for a in given]
+        for a in addrs:
+            owner = self._routes.get(ipaddress.ip_address(a).packed)
+            if owner is not None:
+                raise ValueError(f"address {a} already belongs to host {owner!r}")
+        spec = _HostSpec(addrs, config, mtu, ephemeral)
+        self._specs[name] = spec
+        for a in addrs:
+            self._routes[ipaddress.ip_address(a).packed] = name
+        host = self._make_host(name, spec)
+        self.hosts[name] = host
+        return host
+
+    def _make_host(self, name: str, spec: _HostSpec) -> Host:
+        key = hashlib.sha256(f"synack-sim|{self.seed}|{name}|{spec.incarnation}".encode()).digest()
+        return Host(spec.addresses, name=name, config=spec.config, isn_key=key, mtu=spec.mtu,
+                    tracer=self.trace.host_record if self.trace is not None else None,
+                    ephemeral=spec.ephemeral)
+
+    def host(self, name: str) -> Host:
+        """The host called ``name`` (after a crash: the fresh one)."""
+        return self.hosts[name]
+
+    def link(self, a: str | Host, b: str | Host, *, delay: float = 0.001, jitter: float = 0.0,
+             bandwidth: float | None = None, queue: int = 1000, mtu: int = 1500, loss: float = 0.0,
+             duplicate: float = 0.0, reorder: float = 0.0, reorder_delay: float | None = None,
+             corrupt: float = 0.0) -> tuple[Link, Link]:
+        """Join ``a`` and ``b``; returns the two directions (a→b, b→a), each with these
+        parameters and its own random generator. ``reorder_delay`` defaults to twice the delay
+        (at least 1 ms)."""
+        an, bn = _name(a), _name(b)
+        for n in (an, bn):
+            if n not in self._specs:
+                raise ValueError(f"no host named {n!r}")
+        if an == bn:
+            raise ValueError("a link joins two different hosts")
+        if (an, bn) in self.links:
+            raise ValueError(f"{an} and {bn} are already linked (change the Link objects instead)")
+        rd = reorder_delay if reorder_delay is not None else max(2 * delay, 0.001)
+        out: list[Link] = []
+        for s, d in ((an, bn), (bn, an)):
+            rng = random.Random(f"synack-link|{self.seed}|{s}|{d}")
+            lk = Link(s, d, rng, delay=delay, jitter=jitter, bandwidth=bandwidth, queue=queue, mtu=mtu,
+                      loss=loss, duplicate=duplicate, reorder=reorder, reorder_delay=rd, corrupt=corrupt)
+            self.links[(s, d)] = lk
+            out.append(lk)
+        return out[0], out[1]
+
+    def stack(self, host: str | Host) -> SimStack:
+        """The adapter the blocking socket layer drives this network through."""
+        name = _name(host)
+        if name not in self._specs:
+            raise ValueError(f"no host named {name!r}")
+        return SimStack(self, name)
+
+    # -------------------------------------------------------------------------------------
+    # Scripted faults
+    # -------------------------------------------------------------------------------------
+
+    def _add_fault(self, fault: Fault) -> Fault:
+        self._faults.append(fault)
+        return fault
+
+    def drop_nth(self, n: int, predicate: PacketPredicate | None = None,
+                 direction: tuple[str, str] | None = None) -> Fault:
+        """Drop the ``n``-th packet (counting from 1, from now on) that matches ``predicate`` (and
+        goes from ``direction[0]`` to ``direction[1]``, if given)."""
+        if n < 1:
+            raise ValueError("n counts from 1")
+        return self._add_fault(Fault(self, "drop", predicate, direction, n - 1, 1, 0.0))
+
+    def drop_if(self, predicate: PacketPredicate, count: int | None = 1,
+                direction: tuple[str, str] | None = None) -> Fault:
+        """Drop the next ``count`` packets that match (None: every one, until cancelled)."""
+        return self._add_fault(Fault(self, "drop", predicate, direction, 0, count, 0.0))
+
+    def hold(self, predicate: PacketPredicate, seconds: float, count: int | None = 1,
+             direction: tuple[str, str] | None = None) -> Fault:
+        """Delay the next ``count`` matching packets by ``seconds`` on top of the link's delay."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        return self._add_fault(Fault(self, "hold", predicate, direction, 0, count, seconds))
+
+    def inject(self, src: str | Host, packet: bytes, *, label: str = "(injected)") -> None:
+        """Put a hand-made IP packet on the wire from host ``src`` — an old duplicate, a forged
+        segment — as if that host had sent it: the host knows nothing of it, but the packet is
+        recorded (right after an ``inject`` note carrying ``label``, for renderers), meets the
+        scripted faults and the link like any other, and is delivered by address."""
+        name = _name(src)
+        if name not in self._specs:
+            raise ValueError(f"no host named {name!r}")
+        self._note("inject", name, label)
+        self._send(name, packet)
+
+    def partition(self, a: str | Host, b: str | Host | None = None) -> None:
+        """Cut the link between ``a`` and ``b`` both ways (without ``b``: every link of ``a``).
+        Packets in flight on it are lost too."""
+        self._set_partition(_name(a), None if b is None else _name(b), True)
+
+    def heal(self, a: str | Host, b: str | Host | None = None) -> None:
+        """Undo :meth:`partition`."""
+        self._set_partition(_name(a), None if b is None else _name(b), False)
+
+    def _set_partition(self, a: str, b: str | None, cut: bool) -> None:
+        found = False
+        for (s, d), lk in self.links.items():
+            if (s == a and (b is None or d == b)) or (d == a and (b is None or s == b)):
+                lk.partitioned = cut
+                found = True
+        if not found:
+            raise ValueError(f"no link between {a} and {b or 'any host'}")
+        self._note("partition" if cut else "heal", a, f"{a} <-> {b or '*'}")
+
+    def crash(self, host: str | Host, *, restart_after: float | None = None) -> Host:
+        """The host crashes: it is replaced by a fresh host that has forgotten every connection,
+        listener and port, and stays down (receives nothing, sends nothing, runs no timer) until
+        :meth:`restart` — called by the script, or after ``restart_after`` virtual seconds."""
+        name = _name(host)
+        spec = self._specs[name]
+        spec.incarnation += 1
+        fresh = self._make_host(name, spec)
+        self.hosts[name] = fresh
+        self._down.add(name)
+        self._timer_at.pop(name, None)
+        self._note("crash", name, f"{name} crashed: every connection forgotten")
+        if restart_after is not None:
+            self.call_at(self.now + restart_after, lambda: self.restart(name))
+        return fresh
+
+    def restart(self, host: str | Host) -> Host:
+        """Bring a crashed host back up (with no connections and no listeners)."""
+        name = _name(host)
+        if name not in self._specs:
+            raise ValueError(f"no host named {name!r}")
+        if name in self._down:
+            self._down.discard(name)
+            self._note("restart", name, f"{name} restarted")
+            self._flush_host(name, self.hosts[name])
+        return self.hosts[name]
+
+    def is_down(self, host: str | Host) -> bool:
+        return _name(host) in self._down
+
+    def _note(self, kind: str, host: str, detail: str) -> None:
+        if self.trace is not None:
+            self.trace.append(NoteRecord(self.now, kind, host, detail))
+
+    # -------------------------------------------------------------------------------------
+    # Time
+    # -------------------------------------------------------------------------------------
+
+    def call_at(self, t: float, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` at virtual time ``t`` (a scripted user action); every host is flushed
+        after it."""
+        if t < self.now:
+            raise ValueError(f"call_at({t}) is in the past (now = {self.now})")
+        self._seq += 1
+        heapq.heappush(self._events, (t, self._seq, _CALL, fn))
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` ``delay`` virtual seconds from now."""
+        self.call_at(self.now + delay, fn)
+
+    def next_event(self) -> float | None:
+        """The time of the next event (None when nothing is left to happen)."""
+        events = self._events
+        timer_at = self._timer_at
+        while events:
+            t, _, kind, arg = events[0]
+            if kind == _TIMER and timer_at.get(arg) != t:
+                heapq.heappop(events)  # superseded by a later reschedule
+                continue
+            return t
+        return None
+
+    def step(self) -> bool:
+        """Flush the hosts, then process the next event (a delivery, a timer, a scripted call).
+        False when nothing is left to happen."""
+        self.flush()
+        if self.next_event() is None:
+            return False
+        self._process()
+        return True
+
+    def run(self, until: float | None = None, *, max_events: int | None = None) -> int:
+        """Process every event up to virtual time ``until`` (None: until nothing is left), then
+        set the clock to ``until``. Returns the number of events processed."""
+        self.flush()
+        n = 0
+        while max_events is None or n < max_events:
+            t = self.next_event()
+            if t is None or (until is not None and t > until):
+                break
+            self._process()
+            n += 1
+        if until is not None and until > self.now and (max_events is None or n < max_events):
+            self.now = until
+        return n
+
+    def run_until(self, predicate: Callable[[], bool], limit: float | None = None, *,
+                  max_events: int | None = None) -> bool:
+        """Step until ``predicate()`` is true (checked before every event and after the last);
+        give up after ``limit`` virtual seconds (the clock then reads now + limit) or when nothing
+        is left to happen. Returns ``predicate()``."""
+        deadline = None if limit is None else self.now + limit
+        n = 0
+        while True:
+            self.flush()
+            if predicate():
+                return True
+            if max_events is not None and n >= max_events:
+                return False
+            t = self.next_event()
+            if t is None or (deadline is not None and t > deadline):
+                if deadline is not None and deadline > self.now:
+                    self.now = deadline
+                    self.flush()
+                return predicate()
+            self._process()
+            n += 1
+
+    def flush(self) -> None:
+        """Pull the output of every host that has something to send (after user calls)."""
+        for name, host in self.hosts.items():
+            if host._dirty or host._stray:
+                self._flush_host(name, host)
+
+    # -------------------------------------------------------------------------------------
+    # The engine
+    # -------------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        t, _, kind, arg = heapq.heappop(self._events)
+        self.now = t
+        if kind == _DELIVER:
+            self._deliver(arg)
+        elif kind == _TIMER:
+            del self._timer_at[arg]
+            host = self.hosts[arg]
+            host.handle_timeout(t)
+            self._flush_host(arg, host)
+        else:
+            arg()
+            self.flush()
+
+    def _flush_host(self, name: str, host: Host) -> None:
+        for pkt in host.packets_to_send(self.now):
+            self._send(name, pkt)
+        if name in self._down:
+            return
+        d = host.next_deadline()
+        timer_at = self._timer_at
+        if d is None:
+            timer_at.pop(name, None)
+            return
+        if d < self.now:
+            d = self.now
+        if timer_at.get(name) != d:
+            timer_at[name] = d
+            self._seq += 1
+            heapq.heappush(self._events, (d, self._seq, _TIMER, name))
+
+    def _send(self, src: str, pkt: bytes) -> None:
+        now = self.now
+        self._pid = pid = self._pid + 1
+        self.counters["sent"] += 1
+        dst = self._routes.get(pkt[16:20] if pkt[0] >> 4 == 4 else pkt[24:40], "")
+        tr = self.trace
+        if tr is not None:
+            tr.append(PacketRecord(now, "send", src, dst, pid, 0, pkt))
+        if src in self._down:
+            self._drop(src, dst, pid, 0, pkt, "host down")
+            return
+        link = self.links.get((src, dst))
+        if link is None:
+            self._drop(src, dst, pid, 0, pkt, "no route")
+            return
+        if len(pkt) > link.mtu:
+            self._drop(src, dst, pid, 0, pkt, "mtu")
+            return
+        if link.partitioned:
+            self._drop(src, dst, pid, 0, pkt, "partition")
+            return
+        extra = 0.0
+        if self._faults:
+            verdict = self._scripted(src, dst, pkt)
+            if verdict is None:
+                self._drop(src, dst, pid, 0, pkt, "scripted")
+                return
+            if verdict:
+                extra = verdict
+                if tr is not None:
+                    tr.append(PacketRecord(now, "hold", src, dst, pid, 0, pkt, "scripted", verdict))
+        depart = now
+        if link.bandwidth is not None:
+            backlog = link._backlog
+            while backlog and backlog[0] <= now:
+                backlog.popleft()
+            if len(backlog) >= link.queue:
+                self._drop(src, dst, pid, 0, pkt, "queue full")
+                return
+            depart = (backlog[-1] if backlog else now) + len(pkt) / link.bandwidth
+            backlog.append(depart)
+        rng = link.rng
+        if link.loss and rng.random() < link.loss:
+            self._drop(src, dst, pid, 0, pkt, "loss")
+            return
+        arrive = depart + link.delay + extra
+        self._launch(link, pkt, pid, 0, arrive)
+        if link.duplicate and rng.random() < link.duplicate:
+            self.counters["duplicated"] += 1
+            if tr is not None:
+                tr.append(PacketRecord(now, "duplicate", src, dst, pid, 1, pkt))
+            self._launch(link, pkt, pid, 1, arrive)
+
+    def _launch(self, link: Link, pkt: bytes, pid: int, copy: int, arrive: float) -> None:
+        """Put one copy of a packet on the wire: jitter, corruption, reordering, then the heap."""
+        rng = link.rng
+        corrupted = False
+        if link.jitter:
+            arrive = max(arrive + link.jitter * (2.0 * rng.random() - 1.0), self.now)
+        if link.corrupt and rng.random() < link.corrupt:
+            pkt, bit = _flip_bit(pkt, rng)
+            corrupted = True
+            self.counters["corrupted"] += 1
+            if self.trace is not None:
+                self.trace.append(PacketRecord(self.now, "corrupt", link.src, link.dst, pid, copy, pkt,
+                                               f"bit {bit} of the TCP segment flipped"))
+        if link.reorder and rng.random() < link.reorder:
+            arrive += link.reorder_delay
+            self.counters["reordered"] += 1
+            if self.trace is not None:
+                self.trace.append(PacketRecord(self.now, "hold", link.src, link.dst, pid, copy, pkt,
+                                               "reorder", link.reorder_delay))
+        self._seq += 1
+        heapq.heappush(self._events, (arrive, self._seq, _DELIVER, (link, pkt, pid, copy, corrupted)))
+
+    def _deliver(self, arg: tuple[Link, bytes, int, int, bool]) -> None:
+        link, pkt, pid, copy, corrupted = arg
+        dst = link.dst
+        if link.partitioned:
+            self._drop(link.src, dst, pid, copy, pkt, "partition")
+            return
+        if dst in self._down:
+            self._drop(link.src, dst, pid, copy, pkt, "host down")
+            return
+        host = self.hosts[dst]
+        now = self.now
+        if corrupted:
+            counters = host.counters
+            bad, malformed = counters["bad_checksum"], counters["malformed"]
+            host.receive(pkt, now)
+            if counters["bad_checksum"] > bad:
+                self._drop(link.src, dst, pid, copy, pkt, "corrupt: bad checksum")
+            elif counters["malformed"] > malformed:
+                self._drop(link.src, dst, pid, copy, pkt, "corrupt: malformed")
+            else:  # cannot happen for a single flipped bit; recorded should it ever
+                self.counters["corrupt undetected"] += 1
+                if self.trace is not None:
+                    self.trace.append(PacketRecord(now, "deliver", link.src, dst, pid, copy, pkt,
+                                                   "corrupt: undetected"))
+        else:
+            self.counters["delivered"] += 1
+            if self.trace is not None:
+                self.trace.append(PacketRecord(now, "deliver", link.src, dst, pid, copy, pkt))
+            host.receive(pkt, now)
+        self._flush_host(dst, host)
+
+    def _drop(self, src: str, dst: str, pid: int, copy: int, pkt: bytes, reason: str) -> None:
+        self.counters["drop: " + reason] += 1
+        if self.trace is not None:
+            self.trace.append(PacketRecord(self.now, "drop", src, dst, pid, copy, pkt, reason))
+
+    def _scripted(self, src: str, dst: str, pkt: bytes) -> float | None:
+        """Apply the scripted faults: None = drop, else the extra delay (0.0 for none)."""
+        parsed = parse_packet(pkt, verify=False)
+        extra = 0.0
+        for f in list(self._faults):
+            if f.direction is not None and f.direction != (src, dst):
+                continue
+            if f.predicate is not None and not f.predicate(parsed):
+                continue
+            f.seen += 1
+            if f.skip:
+                f.skip -= 1
+                continue
+            f.hits += 1
+            if f.remaining is not None:
+                f.remaining -= 1
+                if f.remaining <= 0:
+                    self._faults.remove(f)
+            if f.action == "drop":
+                return None
+            extra += f.seconds
+        return extra
+
+    def stats(self) -> dict[str, int]:
+        """Counters: packets sent, delivered, duplicated, corrupted, reordered, and dropped by
+        reason (``drop: loss`` ...)."""
+        return dict(self.counters)
+
+    def __repr__(self) -> str:
+        return f"<Network seed={self.seed} t={self.now} hosts={sorted(self.hosts)}>"
+
+
+def _name(host: str | Host) -> str:
+    return host if isinstance(host, str) else host.name
+
+
+def _flip_bit(pkt: bytes, rng: random.Random) -> tuple[bytes, int]:
+    """Flip one bit of the TCP segment (the part the TCP checksum covers)."""
+    off = (pkt[0] & 0x0F) * 4 if pkt[0] >> 4 == 4 else 40
+    bit = rng.randrange((len(pkt) - off) * 8)
+    b = bytearray(pkt)
+    b[off + (bit >> 3)] ^= 0x80 >> (bit & 7)
+    return bytes(b), bit
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter for the blocking socket layer
+# ---------------------------------------------------------------------------------------------
+
+
+class SimStack:
+    """What a blocking socket on a simulated host needs: the host (the current one — after a
+    crash, the fresh host), the virtual time, a flush, and a way to wait that advances the
+    simulation instead of sleeping."""
+
+    __slots__ = ("name", "net")
+
+    def __init__(self, net: Network, name: str) -> None:
+        self.net = net
+        self.name = name
+
+    @property
+    def host(self) -> Host:
+        return self.net.hosts[self.name]
+
+    def now(self) -> float:
+        return self.net.now
+
+    def flush(self) -> None:
+        self.net.flush()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Advance virtual time until ``predicate()`` is true, ``timeout`` virtual seconds have
+        passed (None: no limit) or nothing is left to happen; returns ``predicate()``. When the
+        timeout expires — also when nothing else happens before it — the clock reads the deadline:
+        waiting takes time."""
+        return self.net.run_until(predicate, limit=timeout)

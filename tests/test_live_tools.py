@@ -1,0 +1,583 @@
+"""synack's tools and asyncio streams against the real kernel and its tools (curl, nc, ss), live.
+
+Every test makes its own network namespace (``synack-tools-<pid>-<n>``) and removes it whatever
+happens; every process it starts runs inside that namespace (``ip netns exec``) and is killed
+by its pid at the end if it is still running. synack is 10.77.0.2 on the TUN device
+``synack0``, the kernel 10.77.0.1. Nothing can reach another address. Every wait is bounded.
+
+The tools are installed by ``scripts/setup-system.sh``: a missing tool fails the test (it does
+not skip); only a machine without root or /dev/net/tun skips, as in test_live_kernel.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import itertools
+import os
+import select
+import shutil
+import signal
+import socket as kernel_socket_mod
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from synack import sockets, streams
+from synack.connection import Config, State
+from synack.tun import TunStack, create_netns, netns_socket, remove_netns
+
+pytestmark: list[pytest.MarkDecorator] = [pytest.mark.live]
+
+K4, S4 = "10.77.0.1", "10.77.0.2"
+WAIT = 15.0
+
+if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
+    pytestmark.append(pytest.mark.skip(reason="needs root and /dev/net/tun"))
+
+_serial = itertools.count()
+
+
+def tool(name: str) -> str:
+    """The path of a tool the test needs; a missing one is a failure (run scripts/setup-system.sh)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run scripts/setup-system.sh")
+    return path
+
+
+def synack_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "synack"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "synack"]
+
+
+class Lines:
+    """Collects a pipe's lines in a thread; ``wait_for`` a substring, bounded."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _run(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.lines.append("<EOF>")
+            self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = WAIT) -> str:
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                left = end - time.monotonic()
+                if left <= 0 or (self.lines and self.lines[-1] == "<EOF>"):
+                    raise AssertionError(f"{text!r} not seen; got {self.lines}")
+                self._cond.wait(left)
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+
+class Namespace:
+    """A private network namespace and the processes started in it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.procs: list[subprocess.Popen[Any]] = []
+
+    def spawn(self, argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kw)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, argv: list[str], timeout: float = WAIT, **kw: Any) -> subprocess.CompletedProcess[Any]:
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], timeout=timeout, **kw)
+
+    def ss(self) -> list[tuple[str, str, str]]:
+        out = self.run([tool("ss"), "-tanH"], capture_output=True, text=True, check=True).stdout
+        return [(p[0], p[3], p[4]) for p in (line.split() for line in out.splitlines()) if len(p) >= 5]
+
+    def kernel_state(self, local_port: int, peer_port: int) -> str | None:
+        for st, local, peer in self.ss():
+            if local.rsplit(":", 1)[1] == str(local_port) and peer.rsplit(":", 1)[1] == str(peer_port):
+                return st
+        return None
+
+    def wait_listening(self, port: int, timeout: float = WAIT) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(st == "LISTEN" and local.rsplit(":", 1)[1] == str(port) for st, local, _ in self.ss()):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"nothing listens on port {port} in {self.name}")
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()  # by pid: only what this test started
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+
+@pytest.fixture
+def ns() -> Iterator[Namespace]:
+    tool("ip")
+    name = f"synack-tools-{os.getpid()}-{next(_serial)}"
+    create_netns(name)
+    space = Namespace(name)
+    try:
+        yield space
+    finally:
+        try:
+            space.cleanup()
+        finally:
+            remove_netns(name)
+
+
+def interrupt(proc: subprocess.Popen[Any], timeout: float = WAIT) -> int:
+    """Ctrl-C (SIGINT) to a process we started; its exit status, bounded."""
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# synack serve http, fetched by curl
+# ---------------------------------------------------------------------------------------------
+
+
+def test_curl_fetches_10mb_from_synack_serve_http(ns: Namespace, tmp_path: Path) -> None:
+    curl = tool("curl")
+    root = tmp_path / "www"
+    root.mkdir()
+    data = os.urandom(10 * 1024 * 1024)
+    (root / "big.bin").write_bytes(data)
+    (root / "hello.txt").write_text("hello from synack\n")
+    server = ns.spawn([*synack_cmd(), "serve", "http", str(root), "--tun", "synack0"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stderr is not None
+    out = Lines(server.stdout)
+    err = Lines(server.stderr)
+    out.wait_for("listening on 10.77.0.2:80")
+
+    target = tmp_path / "got.bin"
+    t0 = time.monotonic()
+    got = ns.run([curl, "-sS", "--max-time", "60", "-o", str(target), "-w", "%{http_code} %{size_download}",
+                  "http://10.77.0.2/big.bin"], timeout=70, capture_output=True, text=True)
+    dt = time.monotonic() - t0
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == f"200 {len(data)}"
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    print(f"\ncurl: 10 MiB from synack serve http in {dt:.2f} s ({len(data) / dt / 1e6:.1f} MB/s)")
+
+    small = ns.run([curl, "-sS", "--max-time", "10", "-i", "http://10.77.0.2/hello.txt"],
+                   capture_output=True, text=True)
+    assert small.returncode == 0
+    assert small.stdout.startswith("HTTP/1.1 200 OK")
+    assert "Content-Length: 18" in small.stdout and small.stdout.endswith("hello from synack\n")
+    missing = ns.run([curl, "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                      "http://10.77.0.2/no/such/file"], capture_output=True, text=True)
+    assert missing.stdout == "404"
+    head = ns.run([curl, "-sS", "--max-time", "10", "-I", "http://10.77.0.2/big.bin"],
+                  capture_output=True, text=True)
+    assert f"Content-Length: {len(data)}" in head.stdout
+
+    # Every connection's life, one line per state change.
+    out.wait_for("LISTEN -> SYN-RECEIVED")
+    out.wait_for("SYN-RECEIVED -> ESTABLISHED")
+    out.wait_for("ESTABLISHED -> FIN-WAIT-1")
+    out.wait_for('"GET /big.bin HTTP/1.1" 200 10485760')
+    assert interrupt(server) == 0
+    out.wait_for("stopping")
+    assert "Traceback" not in err.text()
+
+
+def test_synack_serve_ctrl_c_closes_open_connections_gracefully(ns: Namespace) -> None:
+    server = ns.spawn([*synack_cmd(), "serve", "echo", "--port", "7007"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    out = Lines(server.stdout)
+    out.wait_for("listening on 10.77.0.2:7007")
+    client = netns_socket(ns.name)
+    try:
+        client.settimeout(WAIT)
+        client.connect((S4, 7007))
+        client.sendall(b"echo me\n")
+        assert client.recv(100) == b"echo me\n"
+        assert interrupt(server) == 0  # Ctrl-C: our FIN, acknowledged, before the exit
+        assert client.recv(100) == b""  # end of stream, not a reset
+        out.wait_for("ESTABLISHED -> FIN-WAIT-1")
+        out.wait_for("FIN-WAIT-1 -> FIN-WAIT-2")
+    finally:
+        client.close()
+
+
+def test_cli_setup_errors_are_one_line(ns: Namespace) -> None:
+    bad = ns.run([*synack_cmd(), "serve", "echo", "--addr", "10.99.0.2"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "outside the kernel side's network" in bad.stderr
+    refused = ns.run([*synack_cmd(), "nc", "-w", "5", K4, "9"], capture_output=True, text=True,
+                     stdin=subprocess.DEVNULL)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "synack nc: connect to 10.77.0.1 port 9 (tcp) failed: Connection refused"
+    first = ns.spawn([*synack_cmd(), "serve", "discard", "--tun", "synack9"],
+                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert first.stdout is not None
+    Lines(first.stdout).wait_for("listening")
+    busy = ns.run([*synack_cmd(), "serve", "discard", "--tun", "synack9"], capture_output=True, text=True)
+    assert busy.returncode == 1
+    assert busy.stderr.count("\n") == 1 and "Traceback" not in busy.stderr
+    assert "synack9" in busy.stderr
+    assert interrupt(first) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# synack nc against the kernel's nc (netcat-openbsd)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_synack_nc_listen_receives_from_kernel_nc(ns: Namespace, tmp_path: Path) -> None:
+    nc = tool("nc")
+    data = os.urandom(2_000_000)
+    (tmp_path / "in.bin").write_bytes(data)
+    with open(tmp_path / "out.bin", "wb") as sink:
+        ours = ns.spawn([*synack_cmd(), "nc", "-l", "-v", "5000"], stdin=subprocess.DEVNULL, stdout=sink,
+                        stderr=subprocess.PIPE, text=True)
+    assert ours.stderr is not None
+    err = Lines(ours.stderr)
+    err.wait_for("Listening on 10.77.0.2 5000")
+    with open(tmp_path / "in.bin", "rb") as src:
+        theirs = ns.run([nc, "-N", S4, "5000"], stdin=src, capture_output=True, timeout=30)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.wait(WAIT) == 0  # the kernel's FIN ends our nc, which closes in turn
+    assert (tmp_path / "out.bin").read_bytes() == data
+    err.wait_for("Connection received on 10.77.0.1")
+    err.wait_for("ESTABLISHED -> CLOSE-WAIT")
+    err.wait_for("LAST-ACK -> CLOSED")
+
+
+def test_synack_nc_sends_to_kernel_nc_listen(ns: Namespace, tmp_path: Path) -> None:
+    nc = tool("nc")
+    data = os.urandom(2_000_000)
+    (tmp_path / "in.bin").write_bytes(data)
+    # Kernel side first: the namespace's loopback only, until synack brings up synack0.
+    ns.run(["ip", "link", "set", "lo", "up"], check=True)
+    with open(tmp_path / "out.bin", "wb") as sink:
+        theirs = ns.spawn([nc, "-l", "-d", "5001"], stdout=sink, stderr=subprocess.PIPE)
+    ns.wait_listening(5001)
+    with open(tmp_path / "in.bin", "rb") as src:
+        ours = ns.run([*synack_cmd(), "nc", "-N", "-v", "-w", "10", K4, "5001"], stdin=src,
+                      capture_output=True, text=True, timeout=30)
+    assert ours.returncode == 0, ours.stderr
+    assert theirs.wait(WAIT) == 0
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert "Connection to 10.77.0.1 5001 port [tcp/*] succeeded!" in ours.stderr
+    # -N: our FIN when stdin ended; the kernel's nc then closed too; we close first (TIME-WAIT).
+    assert "ESTABLISHED -> FIN-WAIT-1" in ours.stderr
+    assert "FIN-WAIT-2 -> TIME-WAIT" in ours.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# asyncio streams on synack, against kernel sockets
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stack(ns: Namespace) -> Iterator[TunStack]:
+    s = TunStack(netns=ns.name, config=Config(msl=30.0))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def arun(coro: Awaitable[Any], timeout: float = 60.0) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> bytes:
+    """Send ``data`` and our FIN while reading the echo to its end."""
+
+    async def send() -> None:
+        writer.write(data)
+        await writer.drain()
+        writer.write_eof()
+
+    sender = asyncio.create_task(send())
+    got = bytearray()
+    while chunk := await asyncio.wait_for(reader.read(1 << 20), WAIT):
+        got += chunk
+    await sender
+    return bytes(got)
+
+
+def test_asyncio_echo_server_on_synack_kernel_client(ns: Namespace, stack: TunStack) -> None:
+    data = os.urandom(4_000_000)
+
+    async def main() -> None:
+        server = await streams.start_server(_echo, stack, S4, 7)
+        ksock = netns_socket(ns.name)
+        ksock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.sock_connect(ksock, (S4, 7)), WAIT)
+        reader, writer = await asyncio.open_connection(sock=ksock)  # the kernel's own streams
+        assert await _exchange(reader, writer, data) == data
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), WAIT)
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), WAIT)
+
+    arun(main())
+
+
+def test_asyncio_echo_client_on_synack_kernel_server(ns: Namespace, stack: TunStack) -> None:
+    data = os.urandom(4_000_000)
+
+    async def main() -> None:
+        lsock = netns_socket(ns.name)
+        lsock.setsockopt(kernel_socket_mod.SOL_SOCKET, kernel_socket_mod.SO_REUSEADDR, 1)
+        lsock.bind((K4, 8007))
+        lsock.listen()
+        lsock.setblocking(False)
+        kserver = await asyncio.start_server(_echo, sock=lsock)
+        reader, writer = await streams.open_connection(stack, K4, 8007)
+        assert writer.get_extra_info("peername") == (K4, 8007)
+        port = writer.get_extra_info("sockname")[1]
+        assert await asyncio.to_thread(ns.kernel_state, 8007, port) == "ESTAB"
+        assert await _exchange(reader, writer, data) == data
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), WAIT)
+        kserver.close()
+        await asyncio.wait_for(kserver.wait_closed(), WAIT)
+
+    arun(main())
+
+
+def test_asyncio_flow_control_against_the_kernel(ns: Namespace, stack: TunStack) -> None:
+    """A synack reader that stops reading closes its window to the kernel; a synack writer whose
+    kernel peer does not read is paused (drain blocks) and resumed when the kernel reads."""
+    data = os.urandom(3_000_000)
+
+    async def main() -> None:
+        lsock = netns_socket(ns.name)
+        lsock.bind((K4, 8008))
+        lsock.listen()
+        lsock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        reader, writer = await streams.open_connection(stack, K4, 8008, limit=8192)
+        ksock, _ = await asyncio.wait_for(loop.sock_accept(lsock), WAIT)
+        conn = writer.get_extra_info("connection")
+
+        # Kernel -> synack, synack not reading: our window closes; the kernel keeps the rest.
+        sending = asyncio.create_task(loop.sock_sendall(ksock, data))
+        end = loop.time() + WAIT
+        while not (conn.rcv_wnd == 0 and conn.readable == conn.config.rcv_buf) and loop.time() < end:
+            await asyncio.sleep(0.02)
+        assert conn.rcv_wnd == 0
+        assert not writer.transport.is_reading()
+        assert not sending.done()
+        got = await asyncio.wait_for(reader.readexactly(len(data)), WAIT)
+        assert got == data
+        await asyncio.wait_for(sending, WAIT)
+
+        # synack -> kernel, kernel not reading: the transport buffers, the writer is paused.
+        writer.write(data * 2)
+        assert writer.transport.get_write_buffer_size() > 64 * 1024
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writer.drain(), 0.5)
+        received = bytearray()
+        while len(received) < 2 * len(data):
+            chunk = await asyncio.wait_for(loop.sock_recv(ksock, 1 << 20), WAIT)
+            assert chunk
+            received += chunk
+        assert bytes(received) == data * 2
+        await asyncio.wait_for(writer.drain(), WAIT)
+        assert writer.transport.get_write_buffer_size() == 0
+
+        # A reset from the kernel is ConnectionResetError for the reader.
+        ksock.setsockopt(kernel_socket_mod.SOL_SOCKET, kernel_socket_mod.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        ksock.close()
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(100), WAIT)
+        writer.close()
+        lsock.close()
+        with pytest.raises(ConnectionRefusedError):
+            await streams.open_connection(stack, K4, 8008)
+
+    arun(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# Simultaneous open with the kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def test_simultaneous_open_with_the_kernel(ns: Namespace, stack: TunStack) -> None:
+    """Kernel port 40001 connects to synack port 40002 while synack's 40002 connects to 40001:
+    both SYNs cross. Deterministic: the kernel's SYN is left waiting in the device (not read) until
+    our SYN has been written, so each side is in SYN-SENT when the other's SYN arrives."""
+    states: list[str] = []
+
+    def tracer(rec: dict[str, Any]) -> None:
+        if rec.get("kind") == "state" and rec["conn"][1] == 40002:
+            if not states:
+                states.append(str(rec["old"]))
+            states.append(str(rec["new"]))
+
+    stack.host.tracer = tracer
+    ksock = netns_socket(ns.name)
+    try:
+        ksock.setsockopt(kernel_socket_mod.SOL_SOCKET, kernel_socket_mod.SO_REUSEADDR, 1)
+        ksock.bind((K4, 40001))
+        ksock.setblocking(False)
+        assert ksock.connect_ex((S4, 40002)) == errno.EINPROGRESS  # the kernel's SYN is sent
+        readable, _, _ = select.select([stack.fileno()], [], [], WAIT)  # ... and waits in the device
+        assert readable
+        conn = stack.host.connect(K4, 40001, stack.now(), local_port=40002)
+        assert stack.transmit()  # our SYN goes out before we have looked at theirs
+        assert stack.wait_until(lambda: conn.state is State.ESTABLISHED, WAIT)
+        _, writable, _ = select.select([], [ksock], [], WAIT)
+        assert writable and ksock.getsockopt(kernel_socket_mod.SOL_SOCKET, kernel_socket_mod.SO_ERROR) == 0
+        assert ns.kernel_state(40001, 40002) == "ESTAB"
+        assert states == ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED"]
+
+        conn.send(b"crossed", stack.now())
+        stack.flush()
+        ksock.setblocking(True)
+        ksock.settimeout(WAIT)
+        assert ksock.recv(100) == b"crossed"
+        ksock.sendall(b"and back")
+        assert stack.wait_until(lambda: conn.readable >= 8, WAIT)
+        assert conn.receive(100, stack.now()) == b"and back"
+    finally:
+        ksock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# TIME-WAIT and the bind rules, against the kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def _kernel_server(ns: Namespace, port: int) -> kernel_socket_mod.socket:
+    srv = netns_socket(ns.name)
+    srv.setsockopt(kernel_socket_mod.SOL_SOCKET, kernel_socket_mod.SO_REUSEADDR, 1)
+    srv.bind((K4, port))
+    srv.listen()
+    srv.settimeout(WAIT)
+    return srv
+
+
+def test_time_wait_after_our_active_close_and_so_reuseaddr(ns: Namespace, stack: TunStack) -> None:
+    srv = _kernel_server(ns, 8100)
+    ours = sockets.socket(stack)
+    ours.settimeout(WAIT)
+    ours.bind((S4, 40100))
+    ours.connect((K4, 8100))
+    theirs, _ = srv.accept()
+    try:
+        theirs.settimeout(WAIT)
+        ours.sendall(b"one")
+        assert theirs.recv(10) == b"one"
+        conn = ours.connection
+        assert conn is not None
+        ours.close()  # we close first ...
+        assert stack.wait_until(lambda: conn.state is State.FIN_WAIT_2, WAIT)
+        assert theirs.recv(10) == b""
+        theirs.close()  # ... the kernel second: we end in TIME-WAIT, the kernel's socket is gone
+        assert stack.wait_until(lambda: conn.state is State.TIME_WAIT, WAIT)
+        end = time.monotonic() + WAIT
+        while ns.kernel_state(8100, 40100) is not None and time.monotonic() < end:
+            stack.run_for(0.05)
+        assert ns.kernel_state(8100, 40100) is None
+
+        again = sockets.socket(stack)
+        with pytest.raises(OSError) as info:
+            again.bind((S4, 40100))
+        assert info.value.errno == errno.EADDRINUSE
+        again.close()
+
+        reuse = sockets.socket(stack)
+        reuse.settimeout(WAIT)
+        reuse.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
+        reuse.bind((S4, 40100))  # allowed: the only other user of the port is in TIME-WAIT
+        reuse.connect((K4, 8100))  # same four-tuple: the TIME-WAIT connection makes way
+        second, addr = srv.accept()
+        second.settimeout(WAIT)
+        assert addr == (S4, 40100)
+        reuse.sendall(b"two")
+        assert second.recv(10) == b"two"
+        assert ns.kernel_state(8100, 40100) == "ESTAB"
+        key = (S4, 40100, K4, 8100)
+        assert stack.host.conns[key] is reuse.connection is not conn  # the old incarnation is gone
+        reuse.close()
+        second.close()
+    finally:
+        theirs.close()
+        srv.close()
+
+
+def test_kernel_time_wait_when_the_kernel_closes_first(ns: Namespace, stack: TunStack) -> None:
+    srv = _kernel_server(ns, 8101)
+    ours = sockets.socket(stack)
+    ours.settimeout(WAIT)
+    ours.bind((S4, 40101))
+    ours.connect((K4, 8101))
+    theirs, _ = srv.accept()
+    try:
+        theirs.sendall(b"bye")
+        theirs.close()  # the kernel closes first: FIN-WAIT there, CLOSE-WAIT here
+        assert ours.recv(10) == b"bye"
+        assert ours.recv(10) == b""
+        conn = ours.connection
+        assert conn is not None and conn.state is State.CLOSE_WAIT
+        ours.close()  # LAST-ACK -> CLOSED here; TIME-WAIT on the kernel's side
+        assert stack.wait_until(lambda: conn.state is State.CLOSED, WAIT)
+        end = time.monotonic() + WAIT
+        while ns.kernel_state(8101, 40101) != "TIME-WAIT" and time.monotonic() < end:
+            stack.run_for(0.05)
+        assert ns.kernel_state(8101, 40101) == "TIME-WAIT"
+        # Our side holds nothing: the port is free at once, without SO_REUSEADDR.
+        again = sockets.socket(stack)
+        again.settimeout(WAIT)
+        again.bind((S4, 40101))
+        # The same four-tuple into the kernel's TIME-WAIT: our new SYN has a higher sequence
+        # number and timestamp, so Linux reopens the connection (RFC 9293 MAY-2, RFC 6191).
+        again.connect((K4, 8101))
+        third, _ = srv.accept()
+        third.settimeout(WAIT)
+        again.sendall(b"reborn")
+        assert third.recv(10) == b"reborn"
+        assert ns.kernel_state(8101, 40101) == "ESTAB"
+        again.close()
+        third.close()
+    finally:
+        srv.close()
