@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import cast
 
 from synack import sockets, streams
 from synack.connection import Connection, State
@@ -75,8 +76,7 @@ def server_main(ns: str) -> None:
                     conn.setblocking(False)
                     sel.register(conn, selectors.EVENT_READ, "conn")
                 continue
-            conn = key.fileobj
-            assert isinstance(conn, socket.socket)
+            conn = cast(socket.socket, key.fileobj)
             try:
                 data = conn.recv(16)
                 if data:

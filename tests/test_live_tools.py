@@ -211,8 +211,12 @@ def test_curl_fetches_10mb_from_synack_serve_http(ns: Namespace, tmp_path: Path)
     assert "Traceback" not in err.text()
 
 
-def test_synack_serve_ctrl_c_closes_open_connections_gracefully(ns: Namespace) -> None:
-    server = ns.spawn([*synack_cmd(), "serve", "echo", "--port", "7007"],
+def test_synack_serve_ctrl_c_closes_open_connections_gracefully(ns: Namespace, tmp_path: Path) -> None:
+    from synack.pcap import read_pcap
+    from synack.wire import FIN, SYN, parse_packet
+
+    pcap = tmp_path / "echo.pcap"
+    server = ns.spawn([*synack_cmd(), "serve", "echo", "--port", "7007", "--pcap", str(pcap)],
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert server.stdout is not None
     out = Lines(server.stdout)
@@ -229,6 +233,65 @@ def test_synack_serve_ctrl_c_closes_open_connections_gracefully(ns: Namespace) -
         out.wait_for("FIN-WAIT-1 -> FIN-WAIT-2")
     finally:
         client.close()
+    segs = [parse_packet(r.data).seg for r in read_pcap(str(pcap)) if r.data[0] >> 4 == 4]
+    assert segs[0].flags & SYN and segs[1].flags & SYN  # the handshake ...
+    assert any(s.payload == b"echo me\n" and s.src_port == 7007 for s in segs)  # ... the echo ...
+    assert any(s.flags & FIN and s.src_port == 7007 for s in segs)  # ... and our FIN on Ctrl-C
+
+
+def test_synack_serve_chargen_and_discard(ns: Namespace) -> None:
+    from synack.netcat import chargen_block
+
+    chargen = ns.spawn([*synack_cmd(), "serve", "chargen", "-q"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    assert chargen.stdout is not None
+    Lines(chargen.stdout).wait_for("listening on 10.77.0.2:19")
+    client = netns_socket(ns.name)
+    try:
+        client.settimeout(WAIT)
+        client.connect((S4, 19))
+        got = bytearray()
+        while len(got) < 100_000:
+            chunk = client.recv(65536)
+            assert chunk
+            got += chunk
+        pattern = chargen_block(0, 95)
+        assert bytes(got[:len(pattern)]) == pattern  # RFC 864: 72 printable characters per line
+        assert got.split(b"\r\n")[1] == bytes(range(33, 105))
+    finally:
+        client.close()  # unread data: a reset, which ends the server's loop
+    assert interrupt(chargen) == 0
+
+    discard = ns.spawn([*synack_cmd(), "serve", "discard", "-q", "--tun", "synack1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert discard.stdout is not None
+    Lines(discard.stdout).wait_for("listening on 10.77.0.2:9")
+    client = netns_socket(ns.name)
+    try:
+        client.settimeout(WAIT)
+        client.connect((S4, 9))
+        client.sendall(os.urandom(1_000_000))
+        client.shutdown(kernel_socket_mod.SHUT_WR)
+        assert client.recv(100) == b""  # everything swallowed, then the server's FIN
+    finally:
+        client.close()
+    assert interrupt(discard) == 0
+
+
+def test_synack_nc_idle_timeout(ns: Namespace) -> None:
+    ns.run(["ip", "link", "set", "lo", "up"], check=True)
+    listener = netns_socket(ns.name)
+    try:
+        listener.bind(("0.0.0.0", 5002))
+        listener.listen()
+        t0 = time.monotonic()
+        ours = ns.run([*synack_cmd(), "nc", "-d", "-w", "1", K4, "5002"], capture_output=True, text=True,
+                      stdin=subprocess.DEVNULL)
+        dt = time.monotonic() - t0
+        assert ours.returncode == 1
+        assert 1.0 <= dt < 8.0
+    finally:
+        listener.close()
 
 
 def test_cli_setup_errors_are_one_line(ns: Namespace) -> None:
@@ -248,6 +311,12 @@ def test_cli_setup_errors_are_one_line(ns: Namespace) -> None:
     assert busy.stderr.count("\n") == 1 and "Traceback" not in busy.stderr
     assert "synack9" in busy.stderr
     assert interrupt(first) == 0
+    setpriv = tool("setpriv")
+    drop_root = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    unprivileged = ns.run([*drop_root, *synack_cmd(), "serve", "echo"], capture_output=True, text=True)
+    assert unprivileged.returncode == 1
+    assert unprivileged.stderr.count("\n") == 1
+    assert "needs root or CAP_NET_ADMIN" in unprivileged.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +472,7 @@ def test_asyncio_flow_control_against_the_kernel(ns: Namespace, stack: TunStack)
         while not (conn.rcv_wnd == 0 and conn.readable == conn.config.rcv_buf) and loop.time() < end:
             await asyncio.sleep(0.02)
         assert conn.rcv_wnd == 0
+        assert isinstance(writer.transport, streams.TcpTransport)
         assert not writer.transport.is_reading()
         assert not sending.done()
         got = await asyncio.wait_for(reader.readexactly(len(data)), WAIT)

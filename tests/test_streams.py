@@ -129,6 +129,7 @@ def test_pause_reading_closes_the_window_and_resume_reopens_it(pair: tuple[PairE
         while not (sconn.rcv_wnd == 0 and sconn.readable > 0) and loop.time() < end:
             await asyncio.sleep(0.01)
         # The StreamReader paused the transport; the connection's buffer filled; window 0.
+        assert isinstance(swriter.transport, streams.TcpTransport)
         assert not swriter.transport.is_reading()
         assert sconn.rcv_wnd == 0
         assert sconn.readable == sconn.config.rcv_buf

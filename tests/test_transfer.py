@@ -17,6 +17,7 @@ from synack.host import Host
 from synack.wire import ACK, FIN, SYN, IPPacket
 
 MB = 1_000_000
+A, B = "10.0.0.1", "10.0.0.2"
 CFG = Config.lab(snd_buf=256 * 1024, rcv_buf=256 * 1024)
 CHUNK = 64 * 1024
 LIMIT = 5_000.0  # virtual seconds; every-7th-drop needs about 1,100 (one RTO per loss)
@@ -47,8 +48,8 @@ def transfer(size: int, drop: DropFn | None = None, *, tail: int = MB // 2,
     ``tail`` bytes at once, the rest only after it has read A's FIN (so that data flows into
     FIN-WAIT-2), then closes. ``read_max`` limits what each application reads per event (a slow
     reader: the windows close). Returns what each side received."""
-    a = Host(["10.0.0.1"], name="A", config=CFG)
-    b = Host(["10.0.0.2"], name="B", config=CFG)
+    a = Host([A], name="A", config=CFG)
+    b = Host([B], name="B", config=CFG)
     control: list[tuple[float, str, int, int, int | None]] = []
     fin_from: set[str] = set()
 
@@ -64,7 +65,7 @@ def transfer(size: int, drop: DropFn | None = None, *, tail: int = MB // 2,
 
     pipe = Pipe(a, b, drop=watch, tick=0.01 if read_max is not None else None)
     lst = b.listen(80, backlog=4)
-    client = a.connect("10.0.0.2", 80, pipe.now)
+    client = a.connect(B, 80, pipe.now)
     acc: list[Connection] = []
 
     def accepted() -> bool:
@@ -140,6 +141,10 @@ def check(out: Outcome, *, half_close: bool = True) -> None:
     assert out.pipe.a.stats()["connections"] == 0 and out.pipe.b.stats()["connections"] == 0
     if not half_close:
         return
+    # A, the active closer, left last: its TIME-WAIT lasted 2 × MSL from its final ACK (L10).
+    t_final_ack, src, flags, _, _ = out.control[-1]
+    assert (src, flags) == (A, ACK)
+    assert out.pipe.now == pytest.approx(t_final_ack + 2 * CFG.msl)
     # The half-close really happened: B read A's FIN in CLOSE-WAIT and sent on; A read that data
     # in FIN-WAIT-2.
     assert out.b_eof_state is State.CLOSE_WAIT
@@ -179,9 +184,6 @@ def _final_ack() -> DropFn:
         return False
 
     return drop
-
-
-A, B = "10.0.0.1", "10.0.0.2"
 
 
 def _log(out: Outcome) -> list[tuple[str, str]]:
