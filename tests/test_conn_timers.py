@@ -617,3 +617,56 @@ def test_must_20_unanswered_zero_window_probes_time_out_after_r2() -> None:
     assert c.state is State.CLOSED
     assert isinstance(c.error, ConnectionTimedOut)
     assert Event.TIMED_OUT in events(c)
+
+
+# =============================================================================================
+# RTT from timestamp echoes after a timeout; a refused zero-window probe octet
+# =============================================================================================
+
+
+def test_rfc7323_timestamp_echo_measures_rtt_after_a_retransmission() -> None:
+    from synack.wire import Mss, Nop, Timestamps
+
+    """Karn (MUST-18) leaves no timed segment once a segment was retransmitted; the timestamp
+    echo names the transmission it answers (RFC 7323 §4), so the backed-off RTO comes down."""
+    cfg = PLAIN.with_(timestamps=True)
+    c = conn_established(cfg, peer_options=(Mss(MSS), Timestamps(100, 0)))
+    assert c.ts_ok
+    c.send(b"x" * 100, 1.0)
+    first = pull(c, 1.0)
+    assert len(first) == 1
+    fire(c, 2.0)  # RTO (1 s): retransmission, RTO backed off to 2 s
+    again = pull(c, 2.0)
+    assert len(again) == 1 and again[0].payload == b"x" * 100
+    assert c.rtt.rto == 2.0 and c.rtt.backoff == 1
+    tsval = again[0].option(Timestamps)
+    assert tsval is not None
+    feed(c, seg(R(1), L(101), options=(Nop(), Nop(), Timestamps(200, tsval.tsval))), at=2.05)
+    assert c.rtt.backoff == 0
+    assert c.rtt.srtt == pytest.approx(0.05 / 8, abs=0.001)  # 7/8 of the handshake's 0 s + 1/8 of 50 ms
+    assert c.rtt.rto == 1.0  # SRTT + 4·RTTVAR is below the 1 s floor (RFC 6298 §2.4)
+
+
+def test_without_timestamps_karn_takes_no_sample_after_a_retransmission() -> None:
+    c = conn_established()
+    c.send(b"x" * 100, 1.0)
+    pull(c, 1.0)
+    fire(c, 2.0)
+    pull(c, 2.0)
+    feed(c, seg(R(1), L(101)), at=2.05)
+    assert c.rtt.rto == 2.0 and c.rtt.backoff == 1  # MUST-18: no sample, the backoff stays
+
+
+def test_refused_zero_window_probe_octet_is_sent_again_first() -> None:
+    """SHLD-16: when the peer answers the probe with a zero window without taking its octet, the
+    octet goes again — first — once the window opens, rather than leaving a hole after it."""
+    c = conn_established()
+    feed(c, seg(R(1), L(1), window=0), at=0.5)
+    c.send(b"abcdef", 1.0)
+    expect_nothing(c, at=1.0)  # zero window: nothing may be sent
+    fire(c, 2.0)  # persist timer (RTO = 1 s): one-octet probe
+    expect(c, at=2.0, segments=[out(L(1), R(1), 0, b"a")])
+    feed(c, seg(R(1), L(1), window=0), at=2.1)  # probe refused: still zero, octet not taken
+    feed(c, seg(R(1), L(1), window=100), at=2.2)  # window update
+    got = pull(c, 2.2)
+    assert got and got[0].seq == L(1) and got[0].payload == b"abcdef"

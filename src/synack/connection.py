@@ -864,9 +864,9 @@ class Connection:
         seg_len = len(payload) + syn + fin
 
         # RFC 7323 §5.3 PAWS: a segment whose timestamp is older than TS.Recent is a duplicate.
-        if self.ts_ok and not flags & RST:
-            ts = _timestamps(seg)
-            if ts is not None and ((ts.tsval - self.ts_recent) & _MASK) >= _HALF:
+        ts = _timestamps(seg) if self.ts_ok else None
+        if ts is not None and not flags & RST:
+            if ((ts.tsval - self.ts_recent) & _MASK) >= _HALF:
                 self._drop("PAWS: old timestamp")
                 self._ack_now = True
                 return
@@ -972,7 +972,7 @@ class Connection:
                 self._ack_now = True
                 return
             if _lt(self.snd_una, ack):
-                self._ack_advances(ack, now)
+                self._ack_advances(ack, now, ts.tsecr if ts is not None else None)
             elif ack == self.snd_una and not payload and not fin and self.snd_max != self.snd_una \
                     and (seg.window << self.snd_wscale) == self.snd_wnd and self.snd_wnd != 0:
                 # A duplicate ACK (RFC 5681 §2). Not with a zero window: those ACKs answer our
@@ -989,16 +989,19 @@ class Connection:
                     self.max_snd_wnd = self.snd_wnd
                 self.snd_wl1 = seq
                 self.snd_wl2 = ack
+                if self.snd_wnd == 0 and _lt(self.snd_una, self.snd_nxt):
+                    # The window is closed and what we sent past SND.UNA (e.g. the octet of a
+                    # zero-window probe) was refused: send it again first when the window opens
+                    # (SHLD-16), rather than continuing after it and leaving a hole.
+                    self.snd_nxt = self.snd_una
             if self.snd_wnd == 0 and self._rexmit_start is not None:
                 # MUST-37 (§3.8.6.1): a peer that answers our probes with a zero window is alive;
                 # R2 (§3.8.3) measures an unresponsive peer, so its clock starts again.
                 self._rexmit_start = now
         self._last_rcv = now
         self._ka_probes = 0
-        if self.ts_ok:
-            ts = _timestamps(seg)
-            if ts is not None and _le(seq, self.last_ack_sent):
-                self.ts_recent = ts.tsval  # RFC 7323 §4.3
+        if ts is not None and _le(seq, self.last_ack_sent):
+            self.ts_recent = ts.tsval  # RFC 7323 §4.3
 
         # Per-state ACK consequences.
         if self.fin_acked:
@@ -1157,9 +1160,11 @@ class Connection:
         if self.config.keepalive:
             self._t_keepalive = now + self.config.keepidle
 
-    def _ack_advances(self, ack: int, now: float) -> None:
+    def _ack_advances(self, ack: int, now: float, tsecr: int | None = None) -> None:
         """SND.UNA < SEG.ACK =< SND.NXT: remove what is acknowledged, take an RTT sample (Karn:
-        only from a segment that was not retransmitted, MUST-18), feed congestion control."""
+        only from a segment that was not retransmitted, MUST-18 — or, after a retransmission,
+        from the timestamp echo, which names the transmission it answers: RFC 7323 §4), feed
+        congestion control."""
         acked = _diff(ack, self.snd_una)
         flight = _diff(self.snd_max, self.snd_una)
         # Data octets acknowledged (excluding our SYN and FIN).
@@ -1178,6 +1183,12 @@ class Connection:
         if self._rtt_seq is not None and _le(self._rtt_seq, ack):
             self.rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
+        elif tsecr and self._rtt_seq is None and self.rtt.backoff:
+            # Karn leaves no timed segment after a timeout; without this, a lossy path keeps the
+            # backed-off RTO (up to 60 s) for good and R2 ends the connection.
+            elapsed_ms = (int(now * 1000) + self.ts_offset - tsecr) & _MASK
+            if elapsed_ms < _HALF:
+                self.rtt.sample(elapsed_ms / 1000)
         self._rexmits = 0
         self._r1_reported = False
         self._persist_backoff = 0
