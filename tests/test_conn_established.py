@@ -723,3 +723,13 @@ def test_established_bare_fin_ahead_of_a_hole_waits_for_the_data() -> None:
     assert c.state is State.CLOSE_WAIT
     assert c.receive(10, 1.1) == b"12345"
     assert c.receive(10, 1.1) == b""
+
+
+def test_events_stay_bounded_when_nobody_drains_them() -> None:
+    """Events are readiness reports: a long transfer that nobody drains keeps one entry per kind."""
+    c = conn_established()
+    for i in range(1000):
+        feed(c, seg(R(1 + i), L(1), payload=b"x"), at=1.0 + i * 0.001)
+        pull(c, 1.0 + i * 0.001)
+    assert c.readable == 1000
+    assert len(c.events) == len(set(c.events)) <= len(type(c.events[0]))

@@ -565,7 +565,16 @@ class Connection:
         self._trace("state", old=old, new=new, why=why)
 
     def _event(self, ev: Event) -> None:
-        self.events.append(ev)
+        """Queue a report for the user. Reports are readiness notifications: one pending entry
+        per kind is enough, so the list stays bounded even when nobody drains it."""
+        if ev not in self.events:
+            self.events.append(ev)
+
+    def end_time_wait(self, why: str) -> None:
+        """(Host) a new connection takes over this TIME-WAIT 4-tuple (SO_REUSEADDR or MAY-2):
+        delete the TCB."""
+        if self.state is State.TIME_WAIT:
+            self._teardown(None, why, report=False)
 
     def drain_events(self) -> list[Event]:
         ev = self.events

@@ -370,6 +370,7 @@ class Host:
         old = self.conns.get(key)
         if old is not None:
             if old.state is State.TIME_WAIT and reuseaddr:
+                old.end_time_wait("TIME-WAIT 4-tuple reused (SO_REUSEADDR)")
                 self._remove(old)
             else:
                 raise AddressInUse(f"error: connection {local}:{local_port} -> {remote}:{remote_port} exists")
@@ -455,6 +456,7 @@ class Host:
                 # MAY-2: a new SYN with a higher sequence number reopens from TIME-WAIT.
                 self._trace("drop", reason="TIME-WAIT connection replaced by a new SYN (MAY-2)")
                 counters["time_wait_reopened"] += 1
+                conn.end_time_wait("new SYN above RCV.NXT (MAY-2)")
                 self._remove(conn)
             else:
                 conn.received_keepalive_activity(now) if conn.config.keepalive else None
