@@ -1285,3 +1285,10 @@ def test_random_bytes_raise_only_wire_error() -> None:
 
     run()
     assert count >= RANDOM_EXAMPLES * RANDOM_PER_EXAMPLE
+
+
+def test_format_tcpdump_of_a_bare_header_prints_ports_only() -> None:
+    """A TCP header with no IP header around it (as `synack decode` meets them): ports only."""
+    seg = Segment(33706, 80, 865482658, None, SYN, 5840, (Mss(1460),))
+    line = format_tcpdump(IPPacket(4, "", "", seg))
+    assert line == "33706 > 80: Flags [S], seq 865482658, win 5840, options [mss 1460], length 0"

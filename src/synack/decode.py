@@ -802,11 +802,7 @@ def tcpdump_line(d: DecodedPacket) -> str:
     """The packet as one tcpdump line (ports only for a bare TCP header)."""
     if d.ip is not None:
         return wire.format_tcpdump(d.ip)
-    line = wire.format_tcpdump(wire.IPPacket(4, "", "", d.seg))
-    prefix = f".{d.seg.src_port} > .{d.seg.dst_port}: "
-    if line.startswith(prefix):
-        line = f"{d.seg.src_port} > {d.seg.dst_port}: {line[len(prefix):]}"
-    return line
+    return wire.format_tcpdump(wire.IPPacket(4, "", "", d.seg))
 
 
 def _describe_kind(d: DecodedPacket) -> str:

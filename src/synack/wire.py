@@ -725,7 +725,8 @@ def format_tcpdump(pkt: IPPacket, ctx: SeqContext | None = None) -> str:
     """One line like tcpdump's: ``10.0.0.1.80 > 10.0.0.2.33706: Flags [S.], seq 0, ack 1, win
     65535, options [mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7], length 0``.
 
-    With a ``ctx`` the numbers are relative to each direction's first sequence number."""
+    With a ``ctx`` the numbers are relative to each direction's first sequence number. A packet
+    with empty addresses (a bare TCP header) is printed with its ports only."""
     seg = pkt.seg
     seq = seg.seq
     ack = seg.ack
@@ -737,7 +738,9 @@ def format_tcpdump(pkt: IPPacket, ctx: SeqContext | None = None) -> str:
             rb = ctx.base(pkt.dst, seg.dst_port, pkt.src, seg.src_port)
             if rb is not None:
                 ack = (ack - rb) & _SEQ_MASK
-    parts = [f"{pkt.src}.{seg.src_port} > {pkt.dst}.{seg.dst_port}: Flags [{tcpdump_flags(seg.flags)}]"]
+    src = f"{pkt.src}.{seg.src_port}" if pkt.src else str(seg.src_port)  # no address: a bare header
+    dst = f"{pkt.dst}.{seg.dst_port}" if pkt.dst else str(seg.dst_port)
+    parts = [f"{src} > {dst}: Flags [{tcpdump_flags(seg.flags)}]"]
     plen = len(seg.payload)
     if plen or seg.flags & (SYN | FIN | RST):
         parts.append(f"seq {seq}:{(seq + plen) & _SEQ_MASK}" if plen else f"seq {seq}")
