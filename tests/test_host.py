@@ -776,3 +776,56 @@ def test_two_host_pairs_in_one_process_do_not_interfere() -> None:
     assert p1.log == p2.log
     # And a full lifecycle on a fresh pair repeats the solo run byte for byte.
     assert _lifecycle(pair(log=True)) == solo
+
+
+# ---------------------------------------------------------------------------------------------
+# Address validation (MUST-46, MUST-57, MUST-63) and the IP fields of a connection (MUST-48/49)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("remote", ["224.0.0.1", "255.255.255.255", "0.0.0.0", "ff02::1", "::"])
+def test_must_46_open_to_a_broadcast_or_multicast_address_is_an_error(remote: str) -> None:
+    from synack.host import InvalidAddress
+
+    host = Host([A, A6], name="A", config=CFG)
+    with pytest.raises(InvalidAddress):
+        host.connect(remote, 80, 0.0)
+    assert not host.conns and not host.packets_to_send(0.0)
+
+
+@pytest.mark.parametrize("src,dst", [("224.0.0.5", B), ("0.0.0.0", B)],
+                         ids=["multicast-src", "unspecified-src"])
+def test_must_63_syn_from_an_invalid_source_is_silently_discarded(src: str, dst: str) -> None:
+    host = Host([B], name="B", config=CFG)
+    host.listen(80)
+    host.receive(build_packet(src, dst, Segment(1234, 80, 1000, None, SYN, 65535)), 0.0)
+    assert not host.conns and host.packets_to_send(0.0) == []
+    assert host.counters["drop_bad_address"] == 1
+
+
+def test_must_57_syn_to_a_broadcast_or_multicast_address_is_silently_discarded() -> None:
+    """The host owns only unicast addresses, so such a SYN is not for us: dropped, no RST."""
+    host = Host([B], name="B", config=CFG)
+    host.listen(80)
+    for dst in ("255.255.255.255", "224.0.0.1"):
+        host.receive(build_packet(A, dst, Segment(1234, 80, 1000, None, SYN, 65535)), 0.0)
+    assert not host.conns and host.packets_to_send(0.0) == []
+    assert host.counters["drop_not_for_us"] == 2
+
+
+def test_must_48_49_tos_and_ttl_of_a_connection_reach_the_ip_header() -> None:
+    """MUST-49: the TTL is configurable; MUST-48/SHLD-22: the application's Diffserv field is
+    passed unchanged to IP; SHLD-21: it can be changed during the connection."""
+    pipe = pair()
+    client, _server = established(pipe)
+    client.ttl = 7
+    client.tos = 0xB8  # DSCP EF
+    client.send(b"x", pipe.now)
+    pkts = pipe.a.packets_to_send(pipe.now)
+    assert pkts
+    ip = parse_packet(pkts[0])
+    assert (ip.ttl, ip.tos) == (7, 0xB8)
+    client.tos = 0x28
+    client.send(b"y", pipe.now)
+    client.set_nodelay(True)
+    assert parse_packet(pipe.a.packets_to_send(pipe.now)[0]).tos == 0x28
