@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 _MASK: Final = 0xFFFFFFFF
+_NOP: Final = Nop()  # Nop is frozen and has no fields: every segment can share one
 _HALF: Final = 1 << 31
 
 
@@ -103,6 +104,11 @@ class State(enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    # Members are singletons compared by identity, so the identity hash (computed in C) is a
+    # valid hash; Enum's own __hash__ is Python code that hashes the name, and the state is
+    # looked up in sets on every segment (_LEGAL, _CAN_SEND_DATA).
+    __hash__ = object.__hash__
 
     @property
     def synchronized(self) -> bool:
@@ -562,7 +568,8 @@ class Connection:
         if (old, new) not in _LEGAL:
             raise AssertionError(f"illegal transition {old}=>{new} ({why})")
         self.state = new
-        self._trace("state", old=old, new=new, why=why)
+        if self.tracer is not None:
+            self._trace("state", old=old, new=new, why=why)
 
     def _event(self, ev: Event) -> None:
         """Queue a report for the user. Reports are readiness notifications: one pending entry
@@ -742,7 +749,8 @@ class Connection:
         """Process one arriving segment (already checksummed and demultiplexed to us)."""
         self.now = now
         self.stats[0] += 1
-        self._trace("in", seg=seg)
+        if self.tracer is not None:
+            self._trace("in", seg=seg)
         st = self.state
         if st is State.CLOSED:
             self._closed_arrives(seg)
@@ -1313,31 +1321,25 @@ class Connection:
 
     def _make(self, seq: int, ack: int | None, flags: int, payload: bytes, now: float,
               *, window: bool = True, syn_options: bool = False) -> Segment:
-        opts: list[Option] = []
+        opts: tuple[Option, ...] = ()
         if syn_options:
             cfg = self.config
-            opts.append(Mss(min(self.rcv_mss, 0xFFFF)))
+            syn_opts: list[Option] = [Mss(min(self.rcv_mss, 0xFFFF))]
             if cfg.sack and (self.state is State.SYN_SENT or self.sack_ok):
-                opts.append(SackPermitted())
+                syn_opts.append(SackPermitted())
             if cfg.timestamps and (self.state is State.SYN_SENT or self.ts_ok):
-                opts.append(Timestamps(self._tsval(now), self.ts_recent if ack is not None else 0))
+                syn_opts.append(Timestamps(self._tsval(now), self.ts_recent if ack is not None else 0))
             if cfg.window_scaling and (self.state is State.SYN_SENT or self.ws_ok):
-                opts.append(Nop())
-                opts.append(WindowScale(_wscale_for(cfg.rcv_buf)))
+                syn_opts.append(_NOP)
+                syn_opts.append(WindowScale(_wscale_for(cfg.rcv_buf)))
+            opts = tuple(syn_opts)
             self._syn_opts_sent = True
         elif self.ts_ok and not flags & RST:
-            opts.append(Nop())
-            opts.append(Nop())
-            opts.append(Timestamps(self._tsval(now), self.ts_recent))
+            opts = (_NOP, _NOP, Timestamps(self._tsval(now), self.ts_recent))
             if self.sack_ok and self._ooo is not None and len(self._ooo) and ack is not None:
-                blocks = self._ooo.sack_blocks(3)
-                opts.append(Nop())
-                opts.append(Nop())
-                opts.append(Sack(blocks))
+                opts += (_NOP, _NOP, Sack(self._ooo.sack_blocks(3)))
         elif self.sack_ok and self._ooo is not None and len(self._ooo) and ack is not None:
-            opts.append(Nop())
-            opts.append(Nop())
-            opts.append(Sack(self._ooo.sack_blocks(4)))
+            opts = (_NOP, _NOP, Sack(self._ooo.sack_blocks(4)))
         if flags & SYN:
             wnd = min(self.config.rcv_buf, 0xFFFF)
             # A bare SYN (SYN-SENT) has no RCV.NXT yet: its edge is set when the IRS arrives.
@@ -1347,7 +1349,7 @@ class Connection:
             wnd = self._advertise() if window else 0
         if ack is not None:
             self.last_ack_sent = ack
-        return Segment(self.local_port, self.remote_port, seq, ack, flags, wnd, tuple(opts), payload)
+        return Segment(self.local_port, self.remote_port, seq, ack, flags, wnd, opts, payload)
 
     def _tsval(self, now: float) -> int:
         return (int(now * 1000) + self.ts_offset) & _MASK
@@ -1508,7 +1510,8 @@ class Connection:
 
     def _count_out(self, seg: Segment) -> None:
         self.stats[1] += 1
-        self._trace("out", seg=seg)
+        if self.tracer is not None:
+            self._trace("out", seg=seg)
 
     def _arm_persist(self, now: float) -> None:
         """Zero-window probing (§3.8.6.1, MUST-35/36, SHLD-29/30): when the peer's window is zero

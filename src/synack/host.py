@@ -194,6 +194,8 @@ class Host:
         self.closed_connections = 0
         # One bound method shared by every connection (a bound method per connection is 64 bytes).
         self._notify_cb: Callable[[Connection], None] = self._notify
+        # Remote addresses already parsed by _peer (ipaddress costs more than the rest of connect).
+        self._peers: dict[str, tuple[str, bool]] = {}
 
     # -------------------------------------------------------------------------------------
     # ISNs (RFC 6528 / RFC 9293 §3.4.1, SHLD-1)
@@ -229,6 +231,18 @@ class Host:
             rec: dict[str, Any] = {"t": self.now, "host": self.name, "kind": kind}
             rec.update(fields)
             self.tracer(rec)
+
+    def _peer(self, addr: str) -> tuple[str, bool]:
+        """The normal text form of a remote address, and whether no TCP connection can have it at
+        the far end (_invalid_peer). Raises ValueError when ``addr`` is not an IP address.
+        Remembered per address string; the memory is bounded (forgotten when it grows large)."""
+        hit = self._peers.get(addr)
+        if hit is None:
+            norm = str(ipaddress.ip_address(addr))
+            if len(self._peers) >= 4096:
+                self._peers.clear()
+            hit = self._peers[addr] = (norm, _invalid_peer(norm))
+        return hit
 
     # -------------------------------------------------------------------------------------
     # Ports and the bind rules (L11)
@@ -341,10 +355,10 @@ class Host:
         if not 1 <= remote_port <= 65535:
             raise ValueError(f"port {remote_port} out of range 1..65535")
         try:
-            remote = str(ipaddress.ip_address(remote_addr))
+            remote, invalid = self._peer(remote_addr)
         except ValueError:
             raise InvalidAddress(f"error: {remote_addr!r} is not an IP address") from None
-        if _invalid_peer(remote):
+        if invalid:
             raise InvalidAddress(f"error: cannot connect to {remote} (MUST-46)")
         if reservation is not None:
             local_addr = reservation.local_addr or None
@@ -428,16 +442,30 @@ class Host:
             counters[reason] += 1
             self._trace("drop", reason=f"{reason}: {exc}")
             return
-        dst = pkt.dst
+        self._arrive(pkt.src, pkt.dst, pkt.seg, now)
+
+    def receive_segment(self, src: str, dst: str, seg: Segment, now: float) -> None:
+        """One segment from ``src`` to ``dst`` whose packet was never turned into bytes (the
+        simulator's lab fast path: both hosts in this process, nothing that needs the bytes).
+        The same as :meth:`receive` of the packet built from it, less building and parsing it:
+        ``seg`` must be what parsing that packet would give (addresses in normal text form,
+        sequence numbers reduced modulo 2**32, the ACK field present exactly when the ACK bit
+        is set, options that parse back to themselves)."""
+        self.now = now
+        self.counters["packets_in"] += 1
+        self._arrive(src, dst, seg, now)
+
+    def _arrive(self, src: str, dst: str, seg: Segment, now: float) -> None:
+        """A well-formed segment (checksums verified): demultiplex it (RFC 9293 §3.10.7)."""
+        counters = self.counters
         if dst not in self._addrset:
             counters["drop_not_for_us"] += 1
             self._trace("drop", reason=f"not for us: {dst}")
             return
-        seg = pkt.seg
         counters["segments_in"] += 1
         if seg.flags & RST:
             counters["resets_in"] += 1
-        key = (dst, seg.dst_port, pkt.src, seg.src_port)
+        key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.conns.get(key)
         if conn is not None:
             if conn.state is State.SYN_RECEIVED and seg.ack is not None and not seg.flags & (RST | SYN):
@@ -465,9 +493,9 @@ class Host:
                 return
         lst = self._find_listener(dst, seg.dst_port)
         if lst is None:
-            self._no_connection(pkt.src, dst, seg, "no connection")
+            self._no_connection(src, dst, seg, "no connection")
             return
-        self._listener_input(lst, key, pkt.src, seg, now)
+        self._listener_input(lst, key, src, seg, now)
 
     def _find_listener(self, addr: str, port: int) -> Listener | None:
         lst = self.listeners.get((addr, port))
@@ -501,7 +529,7 @@ class Host:
             self.counters["drop_listen_no_syn"] += 1
             self._trace("drop", reason="segment without SYN at a listener")
             return
-        if _invalid_peer(src) or _invalid_peer(key[0]):
+        if self._peer(src)[1] or self._peer(key[0])[1]:
             self.counters["drop_bad_address"] += 1  # MUST-57, MUST-63
             self._trace("drop", reason="SYN from/to an invalid address")
             return
@@ -523,6 +551,8 @@ class Host:
 
     def _after(self, conn: Connection) -> None:
         self._dirty[conn] = None
+        if not self._parent:  # no listener child is still in its handshake
+            return
         lst = self._parent.get((conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port))
         if lst is not None and conn.state is not State.SYN_RECEIVED and conn.state is not State.LISTEN:
             # The child left SYN-RECEIVED: established ones go to the accept queue.
@@ -564,18 +594,30 @@ class Host:
 
     def packets_to_send(self, now: float) -> list[bytes]:
         """Every IP packet due now, from every connection that may have something to send."""
+        out, batches = self.segments_to_send(now)
+        for conn, segs in batches:
+            la, ra, ttl, tos = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos
+            for seg in segs:
+                out.append(build_packet(la, ra, seg, ttl=ttl, tos=tos))
+        return out
+
+    def segments_to_send(self, now: float) -> tuple[list[bytes], list[tuple[Connection, list[Segment]]]]:
+        """What :meth:`packets_to_send` returns, before the connections' segments are built into
+        packets: first the packets the host made itself (RSTs for no connection), then each
+        connection with its segments, in the order the packets would have. Counted as sent.
+        (For the simulator's lab fast path, which can skip building and parsing the bytes.)"""
         self.now = now
         out = self._stray
         self._stray = []
+        batches: list[tuple[Connection, list[Segment]]] = []
         counters = self.counters
         while self._dirty:
             conn = next(iter(self._dirty))
             del self._dirty[conn]
             segs = conn.segments_to_send(now)
             if segs:
-                la, ra, ttl, tos = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos
+                batches.append((conn, segs))
                 for seg in segs:
-                    out.append(build_packet(la, ra, seg, ttl=ttl, tos=tos))
                     if seg.flags & RST:
                         counters["resets_out"] += 1
                 counters["segments_out"] += len(segs)
@@ -584,7 +626,7 @@ class Host:
                 self._remove(conn)
             else:
                 self._reschedule(conn)
-        return out
+        return out, batches
 
     def next_deadline(self) -> float | None:
         """The earliest timer of any connection (None when no timer runs)."""

@@ -44,6 +44,10 @@ port binding is forgotten. The host stays down — packets to it are dropped (``
 own output is dropped and its timers do not run — until :meth:`Network.restart`; restart is
 never implicit, but ``crash(name, restart_after=t)`` schedules it. A restarted host has no
 listeners: the script re-creates what the rebooted application would.
+
+Speed: with no trace and no scripted fault, a segment whose link does not corrupt is never built
+into bytes — the receiving host gets the sender's segment as parsing would give it (``_Unbuilt``,
+:meth:`Host.receive_segment`); the events, counters and random draws are the same either way.
 """
 
 from __future__ import annotations
@@ -52,14 +56,28 @@ import hashlib
 import heapq
 import ipaddress
 import random
+import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from synack.connection import Config
+from synack.connection import Config, Connection
 from synack.host import Host
 from synack.trace import NoteRecord, PacketRecord, Trace
-from synack.wire import ACK, FIN, RST, SYN, IPPacket, parse_packet
+from synack.wire import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    IPPacket,
+    Nop,
+    Segment,
+    Timestamps,
+    build_packet,
+    encode_options,
+    parse_options,
+    parse_packet,
+)
 
 __all__ = [
     "Fault",
@@ -231,6 +249,9 @@ class Network:
         self.counters: Counter[str] = Counter()
         self._specs: dict[str, _HostSpec] = {}
         self._routes: dict[bytes, str] = {}
+        # Address text -> host, for the lab fast path: only addresses whose text is what parsing
+        # a packet gives back (inet_ntoa / inet_ntop of the address bytes).
+        self._text_routes: dict[str, str] = {}
         self._down: set[str] = set()
         self._events: list[tuple[float, int, int, Any]] = []
         self._seq = 0
@@ -257,7 +278,11 @@ class Network:
         spec = _HostSpec(addrs, config, mtu, ephemeral)
         self._specs[name] = spec
         for a in addrs:
-            self._routes[ipaddress.ip_address(a).packed] = name
+            packed = ipaddress.ip_address(a).packed
+            self._routes[packed] = name
+            text = socket.inet_ntoa(packed) if len(packed) == 4 else socket.inet_ntop(socket.AF_INET6, packed)
+            if text == a:
+                self._text_routes[a] = name
         host = self._make_host(name, spec)
         self.hosts[name] = host
         return host
@@ -495,8 +520,17 @@ class Network:
             self.flush()
 
     def _flush_host(self, name: str, host: Host) -> None:
-        for pkt in host.packets_to_send(self.now):
-            self._send(name, pkt)
+        if self.trace is None and not self._faults:
+            # The lab fast path: nothing records or inspects the packets (see _Unbuilt).
+            pkts, batches = host.segments_to_send(self.now)
+            for pkt in pkts:
+                self._send(name, pkt)
+            for conn, segs in batches:
+                for seg in segs:
+                    self._send(name, self._lab_packet(name, conn, seg))
+        else:
+            for pkt in host.packets_to_send(self.now):
+                self._send(name, pkt)
         if name in self._down:
             return
         d = host.next_deadline()
@@ -511,14 +545,35 @@ class Network:
             self._seq += 1
             heapq.heappush(self._events, (d, self._seq, _TIMER, name))
 
-    def _send(self, src: str, pkt: bytes) -> None:
+    def _lab_packet(self, name: str, conn: Connection, seg: Segment) -> Packet:
+        """A segment ``conn`` of host ``name`` sends, as an _Unbuilt packet when its link has no
+        corruption and it parses back to itself; as bytes otherwise."""
+        la, ra = conn.local_addr, conn.remote_addr
+        routes = self._text_routes
+        dst = routes.get(ra)
+        if dst is not None and la in routes:
+            link = self.links.get((name, dst))
+            if link is not None and not link.corrupt:
+                hlen = _lab_header_len(seg)
+                if hlen is not None:
+                    size = (40 if ":" in la else 20) + hlen + len(seg.payload)
+                    if size <= 0xFFFF:
+                        return _Unbuilt(la, ra, seg, conn.ttl, conn.tos, size, dst)
+        return build_packet(la, ra, seg, ttl=conn.ttl, tos=conn.tos)
+
+    def _send(self, src: str, pkt: Packet) -> None:
         now = self.now
         self._pid = pid = self._pid + 1
         self.counters["sent"] += 1
-        dst = self._routes.get(pkt[16:20] if pkt[0] >> 4 == 4 else pkt[24:40], "")
+        if isinstance(pkt, _Unbuilt):
+            dst = pkt.route
+            size = pkt.size
+        else:
+            dst = self._routes.get(pkt[16:20] if pkt[0] >> 4 == 4 else pkt[24:40], "")
+            size = len(pkt)
         tr = self.trace
         if tr is not None:
-            tr.append(PacketRecord(now, "send", src, dst, pid, 0, pkt))
+            tr.append(PacketRecord(now, "send", src, dst, pid, 0, _wire(pkt)))
         if src in self._down:
             self._drop(src, dst, pid, 0, pkt, "host down")
             return
@@ -526,7 +581,7 @@ class Network:
         if link is None:
             self._drop(src, dst, pid, 0, pkt, "no route")
             return
-        if len(pkt) > link.mtu:
+        if size > link.mtu:
             self._drop(src, dst, pid, 0, pkt, "mtu")
             return
         if link.partitioned:
@@ -534,14 +589,14 @@ class Network:
             return
         extra = 0.0
         if self._faults:
-            verdict = self._scripted(src, dst, pkt)
+            verdict = self._scripted(src, dst, _wire(pkt))
             if verdict is None:
                 self._drop(src, dst, pid, 0, pkt, "scripted")
                 return
             if verdict:
                 extra = verdict
                 if tr is not None:
-                    tr.append(PacketRecord(now, "hold", src, dst, pid, 0, pkt, "scripted", verdict))
+                    tr.append(PacketRecord(now, "hold", src, dst, pid, 0, _wire(pkt), "scripted", verdict))
         depart = now
         if link.bandwidth is not None:
             backlog = link._backlog
@@ -550,7 +605,7 @@ class Network:
             if len(backlog) >= link.queue:
                 self._drop(src, dst, pid, 0, pkt, "queue full")
                 return
-            depart = (backlog[-1] if backlog else now) + len(pkt) / link.bandwidth
+            depart = (backlog[-1] if backlog else now) + size / link.bandwidth
             backlog.append(depart)
         rng = link.rng
         if link.loss and rng.random() < link.loss:
@@ -561,17 +616,17 @@ class Network:
         if link.duplicate and rng.random() < link.duplicate:
             self.counters["duplicated"] += 1
             if tr is not None:
-                tr.append(PacketRecord(now, "duplicate", src, dst, pid, 1, pkt))
+                tr.append(PacketRecord(now, "duplicate", src, dst, pid, 1, _wire(pkt)))
             self._launch(link, pkt, pid, 1, arrive)
 
-    def _launch(self, link: Link, pkt: bytes, pid: int, copy: int, arrive: float) -> None:
+    def _launch(self, link: Link, pkt: Packet, pid: int, copy: int, arrive: float) -> None:
         """Put one copy of a packet on the wire: jitter, corruption, reordering, then the heap."""
         rng = link.rng
         corrupted = False
         if link.jitter:
             arrive = max(arrive + link.jitter * (2.0 * rng.random() - 1.0), self.now)
         if link.corrupt and rng.random() < link.corrupt:
-            pkt, bit = _flip_bit(pkt, rng)
+            pkt, bit = _flip_bit(_wire(pkt), rng)
             corrupted = True
             self.counters["corrupted"] += 1
             if self.trace is not None:
@@ -581,12 +636,12 @@ class Network:
             arrive += link.reorder_delay
             self.counters["reordered"] += 1
             if self.trace is not None:
-                self.trace.append(PacketRecord(self.now, "hold", link.src, link.dst, pid, copy, pkt,
+                self.trace.append(PacketRecord(self.now, "hold", link.src, link.dst, pid, copy, _wire(pkt),
                                                "reorder", link.reorder_delay))
         self._seq += 1
         heapq.heappush(self._events, (arrive, self._seq, _DELIVER, (link, pkt, pid, copy, corrupted)))
 
-    def _deliver(self, arg: tuple[Link, bytes, int, int, bool]) -> None:
+    def _deliver(self, arg: tuple[Link, Packet, int, int, bool]) -> None:
         link, pkt, pid, copy, corrupted = arg
         dst = link.dst
         if link.partitioned:
@@ -598,6 +653,7 @@ class Network:
         host = self.hosts[dst]
         now = self.now
         if corrupted:
+            pkt = _wire(pkt)  # a corrupted copy is always bytes (_flip_bit)
             counters = host.counters
             bad, malformed = counters["bad_checksum"], counters["malformed"]
             host.receive(pkt, now)
@@ -613,14 +669,17 @@ class Network:
         else:
             self.counters["delivered"] += 1
             if self.trace is not None:
-                self.trace.append(PacketRecord(now, "deliver", link.src, dst, pid, copy, pkt))
-            host.receive(pkt, now)
+                self.trace.append(PacketRecord(now, "deliver", link.src, dst, pid, copy, _wire(pkt)))
+            if isinstance(pkt, _Unbuilt):
+                host.receive_segment(pkt.src, pkt.dst, pkt.seg, now)
+            else:
+                host.receive(pkt, now)
         self._flush_host(dst, host)
 
-    def _drop(self, src: str, dst: str, pid: int, copy: int, pkt: bytes, reason: str) -> None:
+    def _drop(self, src: str, dst: str, pid: int, copy: int, pkt: Packet, reason: str) -> None:
         self.counters["drop: " + reason] += 1
         if self.trace is not None:
-            self.trace.append(PacketRecord(self.now, "drop", src, dst, pid, copy, pkt, reason))
+            self.trace.append(PacketRecord(self.now, "drop", src, dst, pid, copy, _wire(pkt), reason))
 
     def _scripted(self, src: str, dst: str, pkt: bytes) -> float | None:
         """Apply the scripted faults: None = drop, else the extra delay (0.0 for none)."""
@@ -652,6 +711,65 @@ class Network:
 
     def __repr__(self) -> str:
         return f"<Network seed={self.seed} t={self.now} hosts={sorted(self.hosts)}>"
+
+
+class _Unbuilt:
+    """A packet of the lab fast path, never built into bytes. When nothing needs a packet's
+    bytes — no trace (so no pcap either), no scripted fault, no corruption on its link — the
+    simulator skips building it (two checksums) and parsing it again at the receiver (two more):
+    the receiving host gets the sender's :class:`Segment`, which is exactly what parsing the
+    packet would give (:func:`_lab_header_len` checks that, field by field; only ``checksum``
+    stays None). Everything else — routing, MTU, bandwidth, loss, the event order and the random
+    draws — sees the same packet as before; a record that needs the bytes builds them."""
+
+    __slots__ = ("dst", "route", "seg", "size", "src", "tos", "ttl")
+
+    def __init__(self, src: str, dst: str, seg: Segment, ttl: int, tos: int, size: int, route: str) -> None:
+        self.src = src
+        self.dst = dst
+        self.seg = seg
+        self.ttl = ttl
+        self.tos = tos
+        self.size = size  # len() of the packet it stands for
+        self.route = route  # the host that owns dst
+
+    def packet(self) -> bytes:
+        """The bytes it stands for (as :meth:`Host.packets_to_send` would have built them)."""
+        return build_packet(self.src, self.dst, self.seg, ttl=self.ttl, tos=self.tos)
+
+
+Packet = bytes | _Unbuilt
+
+_U32: Final = 0xFFFFFFFF
+
+
+def _lab_header_len(seg: Segment) -> int | None:
+    """The TCP header length of ``seg`` when parsing the packet built from it would give back an
+    equal Segment (every field in range, the ACK field present exactly when the ACK bit is, the
+    payload a ``bytes``, options that parse to themselves — padding would come back as an EOL);
+    None otherwise."""
+    ack = seg.ack
+    if (ack is None) != (not seg.flags & ACK):
+        return None
+    if not (0 <= seg.seq <= _U32 and (ack is None or 0 <= ack <= _U32) and seg.raw_ack == 0
+            and seg.reserved == 0 and 0 <= seg.flags <= 0xFF and 0 <= seg.window <= 0xFFFF
+            and 0 <= seg.urg <= 0xFFFF and 0 <= seg.src_port <= 0xFFFF and 0 <= seg.dst_port <= 0xFFFF
+            and type(seg.payload) is bytes and type(seg.options) is tuple):
+        return None
+    options = seg.options
+    if not options:
+        return 20
+    if len(options) == 3 and type(options[0]) is Nop and type(options[1]) is Nop:
+        ts = options[2]  # the common NOP,NOP,TS layout: 12 octets of options
+        if type(ts) is Timestamps:
+            return 32 if 0 <= ts.tsval <= _U32 and 0 <= ts.tsecr <= _U32 else None
+    opts = encode_options(options)
+    return 20 + len(opts) if parse_options(opts) == options else None
+
+
+def _wire(pkt: Packet) -> bytes:
+    """The bytes of a packet (built now for an _Unbuilt one)."""
+    return pkt.packet() if isinstance(pkt, _Unbuilt) else pkt
 
 
 def _name(host: str | Host) -> str:
