@@ -145,28 +145,26 @@ def _err(code: int, detail: str | None = None) -> OSError:
     return OSError(code, msg if detail is None else f"{msg} ({detail})")
 
 
+# Each error of the core and the errno of the standard library's socket (order: most specific first).
+_ERRNO: tuple[tuple[type[TcpError], int], ...] = (
+    (ConnectionRefused, errno.ECONNREFUSED),
+    (ConnectionReset, errno.ECONNRESET),
+    (ConnectionTimedOut, errno.ETIMEDOUT),
+    (ConnectionAborted, errno.ECONNABORTED),
+    (AddressInUse, errno.EADDRINUSE),
+    (AddressNotAvailable, errno.EADDRNOTAVAIL),
+    (ConnectionClosing, errno.EPIPE),
+    (NoConnection, errno.ENOTCONN),
+    (ConnectionExists, errno.EISCONN),
+    (InsufficientResources, errno.ENOBUFS),
+)
+
+
 def to_oserror(exc: TcpError) -> OSError:
     """The standard exception (with the usual errno) for an error of the core."""
-    if isinstance(exc, ConnectionRefused):
-        return _err(errno.ECONNREFUSED)
-    if isinstance(exc, ConnectionReset):
-        return _err(errno.ECONNRESET)
-    if isinstance(exc, ConnectionTimedOut):
-        return _err(errno.ETIMEDOUT)
-    if isinstance(exc, ConnectionAborted):
-        return _err(errno.ECONNABORTED)
-    if isinstance(exc, AddressInUse):
-        return _err(errno.EADDRINUSE)
-    if isinstance(exc, AddressNotAvailable):
-        return _err(errno.EADDRNOTAVAIL)
-    if isinstance(exc, ConnectionClosing):
-        return _err(errno.EPIPE)
-    if isinstance(exc, NoConnection):
-        return _err(errno.ENOTCONN)
-    if isinstance(exc, ConnectionExists):
-        return _err(errno.EISCONN)
-    if isinstance(exc, InsufficientResources):
-        return _err(errno.ENOBUFS)
+    for kind, code in _ERRNO:
+        if isinstance(exc, kind):
+            return _err(code)
     if isinstance(exc, RemoteError):
         return _err(errno.EPROTO, str(exc))
     return _err(errno.EINVAL, str(exc))
