@@ -396,3 +396,20 @@ if __name__ == "__main__":  # regenerate the README's picture: python tests/test
 
     with tempfile.TemporaryDirectory() as d:
         screenshot(demo_page(), pathlib.Path(sys.argv[1]).resolve(), pathlib.Path(d))
+
+
+def test_relative_numbers_match_the_text_diagram_for_an_old_duplicate_syn() -> None:
+    """Both views read numbers the same way: the old duplicate SYN sits 10 below A's ISN (-10),
+    B acknowledges it (-9), A's RST carries that number, and B's second ISN starts again at 0."""
+    import re
+
+    from synack.render import sequence_diagram
+    from synack.scenarios import run_scenario
+
+    res = run_scenario("old-duplicate-syn")
+    page = render_html(res.trace, res.left, res.right, title="t", relative=True)
+    labels = re.findall(r"(SYN seq=-?\d+|SYN,ACK seq=-?\d+ ack=-?\d+|RST seq=-?\d+)", page)
+    assert labels[:5] == ["SYN seq=0", "SYN seq=-10", "SYN,ACK seq=0 ack=-9", "RST seq=-9",
+                          "SYN,ACK seq=0 ack=1"]
+    text = sequence_diagram(res.trace, res.left, res.right, relative=True)
+    assert "<SEQ=-10><CTL=SYN>" in text and "<SEQ=-9><CTL=RST>" in text

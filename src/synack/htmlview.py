@@ -55,6 +55,7 @@ import statistics
 from dataclasses import dataclass, field
 from itertools import groupby
 
+from synack.render import SeqNumbers
 from synack.trace import (
     ConnKey,
     HostDropRecord,
@@ -77,7 +78,6 @@ from synack.wire import (
     Option,
     Sack,
     SackPermitted,
-    SeqContext,
     Timestamps,
     WindowScale,
     WireError,
@@ -264,6 +264,20 @@ def _fit_font(text: str, room: float, size: float = 12.0) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def _injected_pids(trace: Trace) -> set[int]:
+    """Packets a scenario put on the wire by hand (``Network.inject``): each ``inject`` note is
+    followed by the send record of its packet from the same host."""
+    pending: set[str] = set()
+    pids: set[int] = set()
+    for r in trace.records:
+        if isinstance(r, NoteRecord) and r.kind == "inject":
+            pending.add(r.host)
+        elif isinstance(r, PacketRecord) and r.kind == "send" and r.src in pending:
+            pending.discard(r.src)
+            pids.add(r.pid)
+    return pids
+
+
 def _collect(trace: Trace, left: str, right: str, relative: bool) -> tuple[list[_Arrow], list[_Event]]:
     """The arrows between ``left`` and ``right`` and every event that needs a place in time."""
     cols = {left: 0, right: 1}
@@ -285,26 +299,24 @@ def _collect(trace: Trace, left: str, right: str, relative: bool) -> tuple[list[
             if t == r.t:
                 discarded[key] = r.reason
 
-    ctx = SeqContext()
+    # Relative numbers as the text diagram reads them (one algorithm for both views).
+    numbers = SeqNumbers(relative)
+    injected = _injected_pids(trace)
+    lines = [ln for ln in trace.segments()
+             if ln.src in cols and (ln.dst in cols or ln.dst == "")]
+    for ln in lines:
+        s = ln.packet.seg
+        numbers.learn((ln.packet.src, s.src_port, ln.packet.dst, s.dst_port), s, ln.fate.pid in injected)
     seen: set[tuple[str, int, str, int, int, int, int]] = set()
     arrows: list[_Arrow] = []
     index: dict[tuple[int, int], int] = {}
-    for line in trace.segments():
-        if line.src not in cols or not (line.dst in cols or line.dst == ""):
-            continue
+    for line in lines:
         src_col = cols[line.src]
         pkt, fate = line.packet, line.fate
         seg = pkt.seg
         status = {"delivered": "delivered", "dropped": "lost"}.get(fate.status, "in-flight")
-        seq, ack = seg.seq, seg.ack
-        if relative:
-            base = ctx.base(pkt.src, seg.src_port, pkt.dst, seg.dst_port, seg)
-            if base is not None:
-                seq = (seq - base) & 0xFFFFFFFF
-            if ack is not None:
-                rbase = ctx.base(pkt.dst, seg.dst_port, pkt.src, seg.src_port)
-                if rbase is not None:
-                    ack = (ack - rbase) & 0xFFFFFFFF
+        seq_text, ack_text = numbers.pair(pkt)
+        seq, ack = int(seq_text), None if ack_text is None else int(ack_text)
         sent = (pkt.src, seg.src_port, pkt.dst, seg.dst_port, seg.seq, seg.seg_len, seg.flags & _FLAG_BITS)
         rexmit = seg.seg_len > 0 and fate.copy == 0 and sent in seen
         if fate.copy == 0:

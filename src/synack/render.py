@@ -90,9 +90,11 @@ def _timer_comment(timer: str, action: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Numbers:
+class SeqNumbers:
     """Absolute or relative sequence numbers. Relative: per direction (4-tuple), against the
-    ISNs its SYNs carried; a number is read against the nearest ISN at or below it."""
+    ISNs its SYNs carried; a number is read against the nearest ISN at or below it (so an old
+    duplicate reads negative and a new connection on the same ports starts again at 0). Shared by
+    the text diagram and the HTML view."""
 
     def __init__(self, relative: bool) -> None:
         self.relative = relative
@@ -122,7 +124,8 @@ class _Numbers:
             return str(n)
         return str(best)
 
-    def segment(self, pkt: IPPacket) -> str:
+    def pair(self, pkt: IPPacket) -> tuple[str, str | None]:
+        """The (SEQ, ACK) of a packet as they should be printed."""
         seg = pkt.seg
         fwd = (pkt.src, seg.src_port, pkt.dst, seg.dst_port)
         rev = (pkt.dst, seg.dst_port, pkt.src, seg.src_port)
@@ -130,8 +133,11 @@ class _Numbers:
             seq = "0"  # <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>: zero is in nobody's space
         else:
             seq = self.show(fwd, seg.seq)
-        ack = None if seg.ack is None else self.show(rev, seg.ack)
-        return segment_text(seg, seq, ack)
+        return seq, None if seg.ack is None else self.show(rev, seg.ack)
+
+    def segment(self, pkt: IPPacket) -> str:
+        seq, ack = self.pair(pkt)
+        return segment_text(pkt.seg, seq, ack)
 
 
 def segment_text(seg: Segment, seq: str | None = None, ack: str | None = None) -> str:
@@ -231,7 +237,7 @@ class _Builder:
     def __init__(self, trace: Trace, left: str, right: str, relative: bool) -> None:
         self.ends = (left, right)
         self.views = {left: _View(left), right: _View(right)}
-        self.numbers = _Numbers(relative)
+        self.numbers = SeqNumbers(relative)
         self.lines: list[_Line] = []
         self.pkts: dict[tuple[int, int], _Pkt] = {}
         self.sent: dict[int, _Pkt] = {}
