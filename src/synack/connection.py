@@ -415,6 +415,7 @@ class Connection:
         "ts_offset",
         "ts_ok",
         "ts_recent",
+        "tso_max",
         "ttl",
         "ws_ok",
     )
@@ -463,6 +464,9 @@ class Connection:
         self._mtu_mss = max(mtu - header, 64)  # the largest segment the IP layer can send (EMTU_S)
         self.rcv_mss = cfg.mss if cfg.mss is not None else self._mtu_mss
         self.snd_mss = _default_mss(self.ipv6)
+        # TSO: the driver can cut a segment of up to this many octets of payload into snd_mss
+        # pieces (0 = it cannot). Set by the host from Host.tso_max; see _next_data.
+        self.tso_max = 0
         self.rcv_wscale = 0
         self.snd_wscale = 0
         self.ws_ok = False
@@ -709,6 +713,10 @@ class Connection:
         if st in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
                   State.CLOSE_WAIT):
             self._out.append(self._make(self.snd_max, None, RST, b"", now, window=False))
+        # §3.10.5: "All queued SENDs and RECEIVEs should be given 'connection reset'
+        # notification": nothing received before the ABORT is delivered after it.
+        self._rbuf.clear()
+        self._peer_fin = False
         self._teardown(ConnectionAborted("connection aborted by the local user"), why, report=False)
 
     def status(self) -> dict[str, Any]:
@@ -792,6 +800,10 @@ class Connection:
         self.snd_wl1 = seg.seq
         self.snd_wl2 = 0
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        # The window of our SYN,ACK (unscaled, RFC 7323 §2.2) starts at RCV.NXT. Set it here, not
+        # lazily from "rcv_adv == 0": 0 is a legitimate right edge after wrap-around, and a TCB
+        # back in LISTEN (§3.10.7.4 second/fourth step) still holds the old connection's edge.
+        self.rcv_adv = (self.rcv_nxt + min(self.config.rcv_buf, 0xFFFF)) & _MASK
         self._last_rcv = now
         self._set_state(State.SYN_RECEIVED, "rcv SYN")
         # Data on a SYN is not taken (no TCP Fast Open): it is not acknowledged, so the peer
@@ -989,6 +1001,11 @@ class Connection:
                 self._ack_now = True
                 return
             if _lt(self.snd_una, ack):
+                if self.snd_una == self.iss:
+                    # Our SYN is ACKed only now: CLOSE in SYN-RECEIVED went to FIN-WAIT-1 (or on to
+                    # CLOSING) before it was (§3.10.4). The connection has still been established
+                    # (§3.10.7.4 fifth step, SYN-RECEIVED): report it as the SYN-RECEIVED path does.
+                    self._event(Event.CONNECTED)
                 self._ack_advances(ack, now, ts.tsecr if ts is not None else None)
             elif ack == self.snd_una and not payload and not fin and self.snd_max != self.snd_una \
                     and (seg.window << self.snd_wscale) == self.snd_wnd and self.snd_wnd != 0:
@@ -1274,7 +1291,7 @@ class Connection:
         # §2.4), but the edge up to which we take data never passes the free buffer space: each
         # rounding would otherwise push it up to 2**shift − 1 octets past RCV.BUFF (memory bound).
         edge = (self.rcv_nxt + min(field << shift, max(free, cur))) & _MASK
-        if _lt(self.rcv_adv, edge) or self.rcv_adv == 0:
+        if _lt(self.rcv_adv, edge):  # rcv_adv is set once the IRS is known; 0 is a valid edge
             self.rcv_adv = edge
         return field
 
@@ -1458,7 +1475,32 @@ class Connection:
                 # Nagle (SHLD-7): a short segment waits while data is unacknowledged — unless
                 # CLOSE was called: no later SEND can join it, so waiting would only delay the FIN.
                 return None
+            elif self.tso_max > mss and snd_nxt == self.snd_max:
+                tso = self._tso_segment(snd_nxt, unsent, usable, now)
+                if tso is not None:
+                    return tso
         return self._data_segment(snd_nxt, n, now, rexmit=False)
+
+    def _tso_segment(self, snd_nxt: int, unsent: int, usable: int, now: float) -> Segment | None:
+        """TSO: one segment for the k ≥ 2 full-sized segments that would leave back to back now,
+        or None. New data only (SND.NXT = snd_max): retransmissions stay MSS-sized. Each call of
+        _next_data sends a full segment whenever min(unsent, usable) ≥ MSS (Nagle and SWS
+        avoidance only hold back short ones) and nothing it reads changes in between but SND.NXT,
+        so k·MSS octets here are exactly the octets of those k calls; the driver cuts them into
+        MSS pieces again (PSH on the last one, one timestamp for all, as Linux TSO does)."""
+        mss = self.snd_mss
+        if self.sack_ok and self._ooo is not None and len(self._ooo):
+            return None  # SACK blocks shorten the segments (_data_segment): keep them per-MSS
+        k = min(unsent, usable, self.tso_max) // mss
+        if k * mss == unsent and self.fin_seq is not None:
+            k -= 1  # the FIN rides on the last piece: leave that one to the per-MSS path
+        if k < 2:
+            return None
+        timing = self._rtt_seq is None
+        seg = self._data_segment(snd_nxt, k * mss, now, rexmit=False)
+        if timing and self._rtt_seq is not None:
+            self._rtt_seq = (snd_nxt + mss) & _MASK  # time the first piece, as without TSO
+        return seg
 
     def _data_segment(
         self, seq: int, n: int, now: float, *, rexmit: bool, probe: bool = False,

@@ -173,6 +173,10 @@ class Host:
         self._addrset = frozenset(self.addresses)
         self.config = config or Config()
         self.mtu = mtu
+        #: TSO: the driver can cut a TCP segment carrying up to this many octets of payload into
+        #: MSS-sized ones (0 = it cannot: every segment fits the MTU). Read by each connection
+        #: when it is made; the driver that sets it must segment what it gets (synack.tun does).
+        self.tso_max = 0
         self.isn_key = isn_key if isn_key is not None else hashlib.sha256(name.encode()).digest()
         self.tracer = tracer
         lo, hi = ephemeral
@@ -402,6 +406,7 @@ class Host:
                           tracer=self._conn_tracer if self.tracer is not None else None)
         conn.now = now
         conn.notify = self._notify_cb
+        conn.tso_max = self.tso_max
         self.conns[key] = conn
         self._bind(conn, key[1])
         return conn
@@ -467,6 +472,13 @@ class Host:
             counters["resets_in"] += 1
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.conns.get(key)
+        if conn is not None and (conn.state is State.CLOSED or conn.state is State.LISTEN):
+            # A deleted TCB (§3.10.5, §3.10.8) or a listener child back in LISTEN (§3.10.7.4
+            # second/fourth step), still here only until the host's output is pulled: it does
+            # not own the 4-tuple any more. Its last output (the RST of an ABORT) goes out, then
+            # the segment is demultiplexed as for no connection (§3.10.7.1) or the listener.
+            self._retire(conn, now)
+            conn = None
         if conn is not None:
             if conn.state is State.SYN_RECEIVED and seg.ack is not None and not seg.flags & (RST | SYN):
                 lst = self._parent.get(key)
@@ -496,6 +508,19 @@ class Host:
             self._no_connection(src, dst, seg, "no connection")
             return
         self._listener_input(lst, key, src, seg, now)
+
+    def _retire(self, conn: Connection, now: float) -> None:
+        """Send what a CLOSED (or returned-to-LISTEN) connection still has queued, then forget it."""
+        self._dirty.pop(conn, None)
+        segs = conn.segments_to_send(now)
+        counters = self.counters
+        for seg in segs:
+            if seg.flags & RST:
+                counters["resets_out"] += 1
+            self._stray.append(build_packet(conn.local_addr, conn.remote_addr, seg, ttl=conn.ttl,
+                                            tos=conn.tos))
+        counters["segments_out"] += len(segs)
+        self._remove(conn)
 
     def _find_listener(self, addr: str, port: int) -> Listener | None:
         lst = self.listeners.get((addr, port))

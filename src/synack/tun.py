@@ -56,12 +56,13 @@ import struct
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from synack.connection import Config
 from synack.host import Host, HostTracer
 from synack.pcap import PcapWriter
-from synack.wire import internet_checksum
+from synack.wire import Segment, build_packet, internet_checksum
 
 __all__ = [
     "TunDevice",
@@ -95,6 +96,9 @@ _GSO_TCPV4: Final = 1
 _GSO_TCPV6: Final = 4
 _ACK_FLAG: Final = 0x10
 _PSH_ACK: Final = 0x18
+# The most payload a TSO segment may carry: the IPv4 total length (65535) less a 20-octet IP
+# header and the longest TCP header (60).
+_TSO_MAX: Final = 65535 - 20 - 60
 
 
 class TunError(OSError):
@@ -384,16 +388,33 @@ def _same_flow(a: bytes, b: bytes, ihl: int, thl: int) -> bool:
 
 def _gso_frame(group: list[bytes], ihl: int, thl: int, gso_size: int) -> bytes:
     """One GSO frame carrying the segments of ``group`` (consecutive, same flow): the first
-    header, the last segment's flags, every payload; the TCP checksum is left partial (the
-    pseudo-header sum) for the kernel, which never needs to finish it for local delivery."""
+    header, the last segment's flags, every payload."""
     first = group[0]
     hl = ihl + thl
     payload = b"".join([p[hl:] for p in group])
     hdr = bytearray(first[:hl])
     hdr[ihl + 13] = group[-1][ihl + 13]
-    tcp_len = thl + len(payload)
+    return b"".join((_gso_header(hdr, ihl, thl, len(payload), gso_size), payload))
+
+
+def _tso_frame(src: str, dst: str, seg: Segment, ttl: int, tos: int, gso_size: int) -> bytes:
+    """One GSO frame for a segment the core made larger than the MSS (TSO: ``Host.tso_max``),
+    for the kernel to take as ``gso_size`` pieces. Only the headers are built here: the payload
+    is never summed in Python."""
+    hdr = bytearray(build_packet(src, dst, replace(seg, payload=b""), ttl=ttl, tos=tos))
+    ihl = 20 if hdr[0] >> 4 == 4 else 40
+    return b"".join((_gso_header(hdr, ihl, len(hdr) - ihl, len(seg.payload), gso_size), seg.payload))
+
+
+def _gso_header(hdr: bytearray, ihl: int, thl: int, paylen: int, gso_size: int) -> bytes:
+    """virtio_net_hdr + the IP and TCP headers ``hdr`` (changed in place) of a GSO frame carrying
+    ``paylen`` octets in ``gso_size`` pieces: IP length and header checksum for the whole, the
+    TCP checksum left partial (the pseudo-header sum) for the kernel, which never needs to
+    finish it for local delivery."""
+    hl = ihl + thl
+    tcp_len = thl + paylen
     if ihl == 20:
-        hdr[2:4] = (hl + len(payload)).to_bytes(2, "big")
+        hdr[2:4] = (hl + paylen).to_bytes(2, "big")
         hdr[10:12] = b"\0\0"
         hdr[10:12] = internet_checksum(bytes(hdr[:20])).to_bytes(2, "big")
         pseudo = int.from_bytes(hdr[12:20], "big") + 6 + tcp_len
@@ -404,8 +425,7 @@ def _gso_frame(group: list[bytes], ihl: int, thl: int, gso_size: int) -> bytes:
         gso = _GSO_TCPV6
     r = pseudo % 0xFFFF
     hdr[ihl + 16:ihl + 18] = (r if r else 0xFFFF).to_bytes(2, "big")
-    vnet = _VNET_HDR.pack(_NEEDS_CSUM, gso, hl, gso_size, ihl, 16)
-    return b"".join((vnet, hdr, payload))
+    return _VNET_HDR.pack(_NEEDS_CSUM, gso, hl, gso_size, ihl, 16) + hdr
 
 
 def _to_vnet(packets: list[bytes]) -> list[bytes]:
@@ -475,10 +495,15 @@ class TunStack:
     checksum, TSO4 and TSO6), as a NIC driver would: the kernel then hands synack TCP segments of
     up to 64 KiB (several MSS of payload, checksum left for us to fill in) instead of one packet
     per MSS, and runs of full-sized segments synack sends to one connection are written as one
-    GSO packet that the kernel takes in as a single receive (what GRO does for a NIC). The
-    segments synack's core makes and the MSS both ends announce are unchanged; only the number
-    of packets crossing the device is not. Off by default so that every segment is seen as it
-    is on a wire (and in the pcap).
+    GSO packet that the kernel takes in as a single receive (what GRO does for a NIC). It also
+    turns on TSO in the core (``Host.tso_max``): where a connection would send several
+    full-sized segments back to back it makes one segment of up to 64 KB instead, written as one
+    GSO packet with ``gso_size`` = the connection's send MSS — the per-MSS segments it stands for
+    are the ones the core sends without TSO (PSH only on the last, one timestamp for all), and
+    the pcap shows the large segment, as tcpdump does on a TSO NIC. The MSS both ends announce
+    is unchanged; only the number of segments and packets crossing the device is not. Off by
+    default so that every segment is seen as it is on a wire (and in the pcap).
+    ``stats()["tso_segments_out"]`` counts the TSO segments.
     """
 
     READ_BATCH: Final = 512
@@ -494,6 +519,8 @@ class TunStack:
         try:
             self.host = host if host is not None else Host(addresses, name=name, config=config,
                                                            isn_key=os.urandom(32), mtu=mtu, tracer=tracer)
+            # TSO in the core: with offload the kernel segments what we write (_output).
+            self.host.tso_max = _TSO_MAX if offload else 0
             self._own_pcap = isinstance(pcap, str)
             self.pcap: PcapWriter | None = PcapWriter(pcap) if isinstance(pcap, str) else pcap
         except BaseException:
@@ -579,7 +606,7 @@ class TunStack:
         packets wait (call again once the fd is writable)."""
         if self.closed:
             return True
-        self._write(self.host.packets_to_send(time.monotonic()))
+        self._write(self._output(time.monotonic()))
         return not self._pending
 
     # -- the loop -----------------------------------------------------------------------------
@@ -603,7 +630,7 @@ class TunStack:
         d = host.next_deadline()
         if d is not None and d <= now:
             host.handle_timeout(now)
-        self._write(host.packets_to_send(now))
+        self._write(self._output(now))
 
     def _read_all(self) -> int:
         fd = self.fd
@@ -643,16 +670,55 @@ class TunStack:
                 self.counters["ignored_not_tcp"] += ignored
         return n
 
-    def _write(self, packets: list[bytes]) -> None:
-        if packets:
-            pcap = self.pcap
-            if pcap is not None:
-                ts = time.time()
-                for pkt in packets:
+    def _output(self, now: float) -> list[bytes]:
+        """What goes to the device now: the host's IP packets, or with offload their frames —
+        each TSO segment (larger than its connection's MSS) one GSO frame, the rest through
+        :func:`_to_vnet`. The pcap gets every packet as the core made it."""
+        host = self.host
+        pcap = self.pcap
+        if not self.offload:
+            packets = host.packets_to_send(now)
+            if packets:
+                if pcap is not None:
+                    ts = time.time()
+                    for pkt in packets:
+                        pcap.write(pkt, ts)
+                self.counters["packets_out"] += len(packets)
+            return packets
+        plain, batches = host.segments_to_send(now)
+        ts = time.time()
+        if pcap is not None:
+            for pkt in plain:
+                pcap.write(pkt, ts)
+        frames: list[bytes] = []
+        n = len(plain)
+        tso = 0
+        for conn, segs in batches:
+            la, ra, ttl, tos, mss = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos, conn.snd_mss
+            for seg in segs:
+                n += 1
+                if len(seg.payload) > mss:
+                    if plain:
+                        frames.extend(_to_vnet(plain))
+                        plain = []
+                    frames.append(_tso_frame(la, ra, seg, ttl, tos, mss))
+                    tso += 1
+                    if pcap is not None:
+                        pcap.write(build_packet(la, ra, seg, ttl=ttl, tos=tos), ts)
+                    continue
+                pkt = build_packet(la, ra, seg, ttl=ttl, tos=tos)
+                plain.append(pkt)
+                if pcap is not None:
                     pcap.write(pkt, ts)
-            self.counters["packets_out"] += len(packets)
-            if self.offload:
-                packets = _to_vnet(packets)
+        if plain:
+            frames.extend(_to_vnet(plain))
+        if n:
+            self.counters["packets_out"] += n
+            if tso:
+                self.counters["tso_segments_out"] += tso
+        return frames
+
+    def _write(self, packets: list[bytes]) -> None:
         pending = self._pending
         if pending:
             pending.extend(packets)
