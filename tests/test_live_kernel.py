@@ -415,7 +415,41 @@ def test_bulk_50mb_kernel_to_synack(lab: Lab, bulk_data: tuple[bytes, str],
           f" = {BULK / dt / 1e6:.1f} MB/s")
     assert total == BULK
     assert h.hexdigest() == digest
+    stats = lab.stack.stats()
+    assert stats.get("host_bad_checksum", 0) == 0, stats
+    if lab.stack.offload:
+        # Every segment the kernel wrote came flagged checksum-partial: none was summed in Python.
+        assert stats["host_checksum_trusted"] == stats["host_packets_in"] > 0, stats
+    else:
+        assert "host_checksum_trusted" not in stats, stats
     ours.close()
+
+
+@pytest.mark.parametrize("lab", [False, True], indirect=True, ids=["plain", "offload"])
+def test_unflagged_packets_with_bad_checksums_are_dropped(lab: Lab) -> None:
+    """A packet the kernel hands over without a checksum flag (here from a raw socket, whose bytes
+    the kernel does not vouch for) is verified even with offload: with a bad TCP checksum it is
+    dropped and counted; the same packet with a good one gets a reset. (The kernel rewrites the
+    IPv4 header checksum of raw packets, so that one is tested in test_tun_offload.py.)"""
+    from synack.wire import Segment, build_packet
+
+    raw = netns_socket(lab.ns, kernel_socket_mod.AF_INET, kernel_socket_mod.SOCK_RAW,
+                       kernel_socket_mod.IPPROTO_RAW)  # IP_HDRINCL: we write the whole packet
+    lab.ksocks.append(raw)
+    good = build_packet(K4, S4, Segment(40000, 9, 1000, None, 0x02, 8192))  # a SYN to a closed port
+    bad_tcp = bytearray(good)
+    bad_tcp[36] ^= 0xFF  # the TCP checksum
+
+    def stats() -> dict[str, int]:
+        return lab.stack.stats()
+
+    raw.sendto(bytes(bad_tcp), (S4, 0))
+    assert lab.pump_until(lambda: stats().get("host_bad_checksum", 0) >= 1), stats()
+    raw.sendto(good, (S4, 0))
+    assert lab.pump_until(lambda: stats().get("host_resets_out", 0) >= 1), stats()
+    final = stats()
+    assert final["host_bad_checksum"] == 1, final
+    assert "host_checksum_trusted" not in final, final
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,6 +38,32 @@ namespace its file descriptor was *opened* in, and a kernel socket to the namesp
 This keeps the synack side, the kernel-side peers (threads or child processes) and the test in
 one process when that is convenient, without ``ip netns exec`` wrappers; a child process can
 enter the namespace the same way (``bench/bench_tun.py`` does, to use a second CPU).
+Checksums with offloads
+-----------------------
+With ``offload=True`` (``IFF_VNET_HDR``) every frame the kernel writes to us starts with a
+virtio_net_hdr whose flags say how far its checksums can be trusted, and the driver acts on them
+as a NIC driver's receive path does:
+
+* ``VIRTIO_NET_HDR_F_NEEDS_CSUM`` (the skb was ``CHECKSUM_PARTIAL``): the packet was generated in
+  this machine — a kernel socket's segment routed into the device — and has only ever been in
+  memory. The TCP checksum field holds the pseudo-header sum, the rest was left for "hardware"
+  to add; Linux delivers such packets locally without ever verifying them.
+* ``VIRTIO_NET_HDR_F_DATA_VALID`` (``CHECKSUM_UNNECESSARY``): the checksum was already verified
+  (by the NIC of a forwarded packet, or the kernel).
+
+The IPv4 header checksum of either is computed (or verified, for a forwarded packet) by the
+kernel in software. Such a frame goes to ``Host.receive(..., checksum_verified=True)``, which
+parses it without summing either checksum (every length and offset is still checked) and counts
+it in ``host.stats()["checksum_trusted"]``; the bytes are as trustworthy as the memory they were
+copied from, and checking a sum the kernel itself left unfinished would only find our own bugs.
+So no payload is summed in Python on the receive path: completing the partial checksum and then
+verifying it again were two passes over every byte. A frame with neither flag — e.g. a packet
+from a raw socket, whose bytes the kernel does not vouch for — is verified exactly as without
+offloads (MUST-3: a checksum that could be wrong is always checked). With a pcap, the recorded
+copy of a checksum-partial frame has its checksum completed (:func:`_from_vnet`), so captures
+verify as they would on a wire; only the pcap pays that pass. The host gets a ``memoryview`` of
+the read buffer past the virtio header, so a packet's payload is copied once, into its
+``Segment``.
 """
 
 from __future__ import annotations
@@ -92,6 +118,10 @@ _TUN_F_TSO6: Final = 0x04
 _VNET_HDR: Final = struct.Struct("=BBHHHH")
 _VNET_NONE: Final = bytes(_VNET_HDR.size)
 _NEEDS_CSUM: Final = 0x01
+_DATA_VALID: Final = 0x02
+# Frames whose checksums the kernel vouches for: partial (generated in this machine, never on a
+# wire) or already validated (by the NIC or the kernel). Host.receive does not sum them again.
+_CSUM_TRUSTED: Final = _NEEDS_CSUM | _DATA_VALID
 _GSO_TCPV4: Final = 1
 _GSO_TCPV6: Final = 4
 _ACK_FLAG: Final = 0x10
@@ -346,7 +376,9 @@ class TunDevice:
 
 def _from_vnet(frame: bytes) -> bytes:
     """The IP packet of a frame read with IFF_VNET_HDR, its checksum completed when the kernel
-    left it partial (NEEDS_CSUM: the field holds the pseudo-header sum; the rest is ours)."""
+    left it partial (NEEDS_CSUM: the field holds the pseudo-header sum; the rest is ours). The
+    receive path uses it only for the pcap copy (the host trusts such frames, see the module
+    docstring); it sums the whole segment in Python."""
     flags, _gso, _hlen, _gsize, start, offset = _VNET_HDR.unpack_from(frame)
     pkt = frame[_VNET_HDR.size:]
     if not flags & _NEEDS_CSUM:
@@ -638,9 +670,11 @@ class TunStack:
         host = self.host
         size = self._readsize
         pcap = self.pcap
+        offload = self.offload
         now = time.monotonic()
         n = 0
         ignored = 0
+        pkt: bytes | memoryview
         while n < self.READ_BATCH:
             try:
                 pkt = read(fd, size)
@@ -652,16 +686,22 @@ class TunStack:
                 self.counters["tun_read_errors"] += 1
                 break
             n += 1
-            if self.offload:
-                pkt = _from_vnet(pkt)
-            if pcap is not None:
+            trusted = False
+            if offload:
+                # The kernel's checksum flags: trusted frames go to the host unsummed (the pcap
+                # gets a copy with the checksum completed); the packet is a view, not a copy.
+                trusted = bool(pkt[0] & _CSUM_TRUSTED)
+                if pcap is not None:
+                    pcap.write(_from_vnet(pkt), time.time())
+                pkt = memoryview(pkt)[_VNET_HDR.size:]
+            elif pcap is not None:
                 pcap.write(pkt, time.time())
             # Only TCP goes to the host: IPv4 protocol 6, or IPv6 next header 6 (extension
             # headers are rare here; the host parses them). The kernel also sends IPv6 router
             # solicitations and the like into the device; they are counted and dropped.
             v = pkt[0] >> 4 if len(pkt) >= 20 else 0
             if (v == 4 and pkt[9] == 6) or (v == 6 and pkt[6] in (6, 0, 43, 60)):
-                host.receive(pkt, now)
+                host.receive(pkt, now, checksum_verified=trusted)
             else:
                 ignored += 1
         if n:

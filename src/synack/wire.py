@@ -625,16 +625,18 @@ def build_ip_packet(pkt: IPPacket) -> bytes:
                         frag=pkt.frag, flow=pkt.flow, ip_options=pkt.ip_options)
 
 
-def _view(data: bytes, start: int, end: int) -> bytes:
+def _view(data: bytes | memoryview, start: int, end: int) -> bytes:
     """``data[start:end]``, without copying a large packet (the payload is copied once, later)."""
     if end - start > 4096:
         return memoryview(data)[start:end]  # type: ignore[return-value]
-    return data[start:end]
+    return bytes(data[start:end])  # no copy when ``data`` is bytes
 
 
-def parse_packet(data: bytes, *, verify: bool = True) -> IPPacket:
+def parse_packet(data: bytes | memoryview, *, verify: bool = True) -> IPPacket:
     """Parse an IPv4 or IPv6 packet carrying TCP. With ``verify`` (the default) the IPv4 header
-    checksum and the TCP checksum are checked (MUST-3) and a bad one raises WireError."""
+    checksum and the TCP checksum are checked (MUST-3) and a bad one raises WireError; without
+    it every length and offset is still checked. ``data`` may be a memoryview (a driver's
+    buffer), which is not copied beyond the payload."""
     n = len(data)
     if n < 1:
         raise WireError("empty packet", 0)

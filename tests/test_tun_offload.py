@@ -1,0 +1,157 @@
+"""The TUN receive path with offloads (IFF_VNET_HDR), without a device: which frames the host
+trusts (the kernel's checksum flags) and which it verifies, and what the pcap records.
+
+Frames go through a SOCK_SEQPACKET socket pair standing in for the device's fd (one frame per
+read, non-blocking), into ``TunStack._read_all``; no root is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from synack.host import Host
+from synack.pcap import PcapWriter, ip_packet, read_pcap
+from synack.tun import TunStack, _from_vnet
+from synack.wire import Segment, WireError, build_packet, parse_packet
+
+US, THEM = "10.77.0.2", "10.77.0.1"
+US6, THEM6 = "fd77::2", "fd77::1"
+NEEDS_CSUM, DATA_VALID = 0x01, 0x02
+VNET = struct.Struct("=BBHHHH")
+
+
+def _syn(src: str = THEM, dst: str = US, payload: bytes = b"") -> bytes:
+    """A SYN (with data, if asked) to a closed port of ours: the host answers with a reset."""
+    return build_packet(src, dst, Segment(40000, 9, 1000, None, 0x02, 8192, payload=payload))
+
+
+def _frame(pkt: bytes, flags: int) -> bytes:
+    """``pkt`` as the kernel writes it to a device with IFF_VNET_HDR. With NEEDS_CSUM the TCP
+    checksum field holds only the pseudo-header sum, as in a locally generated packet."""
+    ihl = 20 if pkt[0] >> 4 == 4 else 40
+    if flags & NEEDS_CSUM:
+        tcp_len = len(pkt) - ihl
+        pseudo = (int.from_bytes(pkt[12:20], "big") if ihl == 20 else int.from_bytes(pkt[8:40], "big"))
+        r = (pseudo + 6 + tcp_len) % 0xFFFF
+        partial = bytearray(pkt)
+        partial[ihl + 16:ihl + 18] = (r or 0xFFFF).to_bytes(2, "big")
+        return VNET.pack(flags, 0, 0, 0, ihl, 16) + bytes(partial)
+    return VNET.pack(flags, 0, 0, 0, 0, 0) + pkt
+
+
+class Rig:
+    def __init__(self, pcap: bool) -> None:
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ours.setblocking(False)
+        self.buf = io.BytesIO()
+        self.stack = object.__new__(TunStack)  # everything _read_all needs, without a device
+        self.stack.fd = self.ours.fileno()
+        self.stack.host = Host([US, US6], isn_key=b"k" * 32)
+        self.stack.offload = True
+        self.stack._readsize = 65536 + VNET.size
+        self.stack.pcap = PcapWriter(self.buf) if pcap else None
+        self.stack.counters = Counter()
+        self.stack.closed = False
+
+    def feed(self, *frames: bytes) -> dict[str, int]:
+        for f in frames:
+            self.theirs.send(f)
+        assert self.stack._read_all() == len(frames)
+        return self.stack.host.stats()
+
+    def pcap_packets(self) -> list[bytes]:
+        assert self.stack.pcap is not None
+        self.stack.pcap.flush()
+        return [p for r in read_pcap(self.buf.getvalue()) if (p := ip_packet(r)) is not None]
+
+    def close(self) -> None:
+        self.ours.close()
+        self.theirs.close()
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    r = Rig(bool(getattr(request, "param", False)))
+    yield r
+    r.close()
+
+
+@pytest.mark.parametrize("src,dst", [(THEM, US), (THEM6, US6)], ids=["ipv4", "ipv6"])
+def test_checksum_partial_frames_are_trusted(rig: Rig, src: str, dst: str) -> None:
+    stats = rig.feed(_frame(_syn(src, dst, b"x" * 5000), NEEDS_CSUM), _frame(_syn(src, dst), DATA_VALID))
+    assert stats["checksum_trusted"] == 2
+    assert stats.get("bad_checksum", 0) == 0
+    assert stats["resets_out"] == 2  # both were taken in as segments
+
+
+@pytest.mark.parametrize("flags", [0, DATA_VALID, NEEDS_CSUM])
+def test_a_trusted_frame_still_has_its_lengths_checked(rig: Rig, flags: int) -> None:
+    pkt = bytearray(_syn(payload=b"abc"))
+    pkt[2:4] = (len(pkt) + 10).to_bytes(2, "big")  # IPv4 total length past the end
+    stats = rig.feed(_frame(bytes(pkt), flags))
+    assert stats["malformed"] == 1
+    assert "resets_out" not in stats
+
+
+def test_unflagged_frames_are_verified(rig: Rig) -> None:
+    """MUST-3: without NEEDS_CSUM or DATA_VALID the kernel vouches for nothing (e.g. a raw
+    socket's packet), so both checksums are checked as on a wire."""
+    good = _syn(payload=b"payload")
+    bad_tcp = bytearray(good)
+    bad_tcp[-1] ^= 0x01
+    bad_ip = bytearray(good)
+    bad_ip[8] ^= 0x01  # the TTL: the IPv4 header checksum no longer matches
+    stats = rig.feed(_frame(bytes(bad_tcp), 0), _frame(bytes(bad_ip), 0), _frame(good, 0))
+    assert stats["bad_checksum"] == 2
+    assert "checksum_trusted" not in stats
+    assert stats["resets_out"] == 1  # the good one
+
+
+def test_a_bad_checksum_in_a_trusted_frame_is_not_looked_at(rig: Rig) -> None:
+    """What the flags buy: a data-valid frame is not summed again (the kernel, or the NIC before
+    it, has verified it), so a checksum field that does not match is not noticed."""
+    bad = bytearray(_syn())
+    bad[36] ^= 0xFF
+    stats = rig.feed(_frame(bytes(bad), DATA_VALID))
+    assert stats["checksum_trusted"] == 1
+    assert stats.get("bad_checksum", 0) == 0
+
+
+@pytest.mark.parametrize("rig", [True], indirect=True)
+def test_the_pcap_gets_completed_checksums(rig: Rig) -> None:
+    """The host skips the checksum of a checksum-partial frame, but the pcap copy has it
+    completed, so that captures verify as they would on a wire."""
+    pkts = [_syn(payload=b"y" * 3000), _syn(THEM6, US6, b"z" * 7), _syn()]
+    rig.feed(_frame(pkts[0], NEEDS_CSUM), _frame(pkts[1], NEEDS_CSUM), _frame(pkts[2], 0))
+    assert rig.stack.host.stats()["checksum_trusted"] == 2
+    assert rig.pcap_packets() == pkts
+    for p in rig.pcap_packets():
+        parse_packet(p)  # verifies both checksums
+
+
+def test_from_vnet_completes_a_partial_checksum() -> None:
+    pkt = _syn(payload=b"q" * 101)
+    frame = _frame(pkt, NEEDS_CSUM)
+    with pytest.raises(WireError, match="checksum"):
+        parse_packet(frame[VNET.size:])
+    assert _from_vnet(frame) == pkt
+    assert _from_vnet(_frame(pkt, 0)) == pkt
+
+
+def test_host_receive_of_a_memoryview() -> None:
+    """The driver hands the host a view of its read buffer; both paths take it."""
+    host = Host([US], isn_key=b"k" * 32)
+    big = _syn(payload=b"w" * 9000)
+    frame = b"\0" * 10 + big
+    host.receive(memoryview(frame)[10:], 1.0)
+    host.receive(memoryview(frame)[10:], 1.0, checksum_verified=True)
+    host.receive(memoryview(_syn()), 1.0, checksum_verified=True)
+    stats = host.stats()
+    assert stats["resets_out"] == 3
+    assert stats["checksum_trusted"] == 2
