@@ -43,13 +43,13 @@ def _payload(seed: int, n: int) -> bytes:
 
 
 def transfer(size: int, drop: DropFn | None = None, *, tail: int = MB // 2,
-             read_max: int | None = None) -> Outcome:
+             read_max: int | None = None, config: Config = CFG) -> Outcome:
     """A (client) sends ``size`` bytes and closes (half-close). B (server) sends all but the last
     ``tail`` bytes at once, the rest only after it has read A's FIN (so that data flows into
     FIN-WAIT-2), then closes. ``read_max`` limits what each application reads per event (a slow
     reader: the windows close). Returns what each side received."""
-    a = Host([A], name="A", config=CFG)
-    b = Host([B], name="B", config=CFG)
+    a = Host([A], name="A", config=config)
+    b = Host([B], name="B", config=config)
     control: list[tuple[float, str, int, int, int | None]] = []
     fin_from: set[str] = set()
 

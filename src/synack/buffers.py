@@ -13,14 +13,21 @@ _MASK = 0xFFFFFFFF
 
 class ReassemblyQueue:
     """Holds out-of-order data as disjoint, sorted blocks ``[start, bytes]`` (start = sequence
-    number). ``limit`` bounds the octets held; data past it is refused (the sender retransmits)."""
+    number). ``limit`` bounds the octets held; data past it is refused (the sender retransmits).
 
-    __slots__ = ("_blocks", "held", "limit")
+    ``max_blocks`` bounds the number of disjoint blocks: a peer sending one octet into every other
+    position of a large window would otherwise make each ``add`` walk up to limit/2 blocks
+    (quadratic time: minutes of CPU for one window) and cost ~100 octets of bookkeeping per octet
+    held. Holding is a SHOULD (SHLD-31), and a segment refused here is simply retransmitted —
+    the same bound Linux gets from charging each held segment its full buffer size."""
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("_blocks", "held", "limit", "max_blocks")
+
+    def __init__(self, limit: int, max_blocks: int = 256) -> None:
         self._blocks: list[tuple[int, bytes]] = []
         self.held = 0
         self.limit = limit
+        self.max_blocks = max_blocks
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -52,6 +59,14 @@ class ReassemblyQueue:
         added = sum(len(p) for _, p in pieces)
         if self.held + added > self.limit:
             return False
+        if len(self._blocks) >= self.max_blocks and added:
+            # At the block limit only data that touches a held block may join (it cannot add a
+            # block: coalescing below merges it); anything that would open a new block is refused.
+            end = start + len(data)
+            if not any(b0 <= end and start <= b1 for b0, b1 in
+                       (((bseq - rcv_nxt) & _MASK, ((bseq - rcv_nxt) & _MASK) + len(bdata))
+                        for bseq, bdata in self._blocks)):
+                return False
         merged.extend(pieces)
         merged.sort(key=lambda b: b[0])
         # Coalesce adjacent blocks.

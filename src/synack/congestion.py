@@ -3,7 +3,7 @@ RFC 6582 NewReno fast retransmit / fast recovery (MUST-19).
 
 The connection tells the algorithm what happened (new data acknowledged, a duplicate ACK, a
 retransmission timeout) and reads ``cwnd``. An alternative algorithm (MAY-18, e.g. CUBIC) implements
-the same four methods.
+the same five methods.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ class CongestionControl(Protocol):
 
     def on_timeout(self, flight: int) -> None:
         """The retransmission timer fired."""
+
+    def on_loss_recovery(self, flight: int) -> None:
+        """SACK-based loss recovery (RFC 6675 §5 step 4.2) begins with ``flight`` octets
+        outstanding. The connection then paces by its pipe estimate and reports no ACK (neither
+        :meth:`on_ack` nor :meth:`on_dupack`) until the recovery ends."""
 
     def reset_mss(self, mss: int) -> None:
         """The effective send MSS is known (after the handshake)."""
@@ -94,6 +99,13 @@ class NewReno:
             self.recover = snd_max
             return True
         return False
+
+    def on_loss_recovery(self, flight: int) -> None:
+        # RFC 6675 §5 (4.2): ssthresh = cwnd = FlightSize / 2, bounded below as in RFC 5681
+        # equation (4). NewReno's own recovery (in_recovery, recover) is not used alongside.
+        self.ssthresh = self.cwnd = max(flight // 2, 2 * self.mss)
+        self.dupacks = 0
+        self._acked_ca = 0
 
     def on_timeout(self, flight: int) -> None:
         self.ssthresh = max(flight // 2, 2 * self.mss)

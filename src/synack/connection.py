@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 _MASK: Final = 0xFFFFFFFF
+_DUP_THRESH: Final = 3  # RFC 6675 §2 DupThresh
+_SACK_RANGES: Final = 64  # scoreboard bound: more SACKed ranges than this are forgotten (highest first)
 _NOP: Final = Nop()  # Nop is frozen and has no fields: every segment can share one
 _HALF: Final = 1 << 31
 
@@ -253,6 +255,8 @@ class Config:
     * ``challenge_ack_limit``: RFC 5961 §7 challenge ACKs per second per connection.
     * ``ooo_limit``: octets of out-of-order data held (None: the receive buffer size).
     * ``congestion``: the congestion-control algorithm ("newreno").
+    * ``sack_recovery``: when SACK was negotiated, recover losses with the SACK blocks the peer
+      sends (RFC 6675) instead of RFC 5681/6582 fast retransmit and fast recovery.
     """
 
     mss: int | None = None
@@ -279,6 +283,7 @@ class Config:
     challenge_ack_limit: int = 10
     ooo_limit: int | None = None
     congestion: str = "newreno"
+    sack_recovery: bool = True
 
     def __post_init__(self) -> None:
         if self.mss is not None and not 64 <= self.mss <= 65495:
@@ -351,6 +356,7 @@ class Connection:
         "_chal_start",
         "_fast_rexmit",
         "_fin_queued",
+        "_high_rxt",
         "_ka_probes",
         "_last_rcv",
         "_mtu_mss",
@@ -362,10 +368,16 @@ class Connection:
         "_probe_due",
         "_r1_reported",
         "_rbuf",
+        "_rec_point",
+        "_recovering",
+        "_rescue_rxt",
         "_rexmit_start",
         "_rexmits",
         "_rtt_seq",
         "_rtt_time",
+        "_sack_dupacks",
+        "_sack_first",
+        "_sacked",
         "_sbuf",
         "_sbuf_seq",
         "_syn_opts_sent",
@@ -490,6 +502,17 @@ class Connection:
         self._ack_pending_segs = 0
         self._fast_rexmit = False
         self._probe_due = False
+        # SACK-based loss recovery (RFC 6675): the scoreboard, SACKed ranges above SND.UNA as
+        # (left, right) sequence numbers in order (at most _SACK_RANGES of them); DupAcks;
+        # RecoveryPoint (kept after a recovery ends: a new one waits until SND.UNA reaches it);
+        # HighRxt and RescueRxt (exclusive ends: the octet after the one the RFC names).
+        self._sacked: list[tuple[int, int]] = []
+        self._sack_dupacks = 0
+        self._recovering = False
+        self._rec_point: int | None = None
+        self._high_rxt = 0
+        self._rescue_rxt: int | None = None
+        self._sack_first = False
         # Timers (absolute deadlines, or None)
         self._t_rexmit: float | None = None
         self._t_delack: float | None = None
@@ -1000,6 +1023,16 @@ class Connection:
                 self._drop("ACK below SND.UNA - MAX.SND.WND (RFC 5961 §5): ACK sent")
                 self._ack_now = True
                 return
+            # RFC 6675: record the SACK blocks (Update()); an ACK that SACKs new octets is a
+            # DupAck even when it carries data or advances SND.UNA (§2).
+            sack_rec = self.sack_ok and self.config.sack_recovery
+            sack_dup = sack_rec and _le(self.snd_una, ack) and self._sack_update(seg, ack)
+            if sack_rec and not sack_dup and ack == self.snd_una and not payload and not fin \
+                    and self.snd_max != self.snd_una and seg.option(Sack) is None \
+                    and (seg.window << self.snd_wscale) == self.snd_wnd and self.snd_wnd != 0:
+                # A peer that negotiated SACK but sends an RFC 5681 duplicate ACK without any SACK
+                # block: count it as a DupAck too, or such a peer would get no fast retransmit.
+                sack_dup = True
             if _lt(self.snd_una, ack):
                 if self.snd_una == self.iss:
                     # Our SYN is ACKed only now: CLOSE in SYN-RECEIVED went to FIN-WAIT-1 (or on to
@@ -1007,13 +1040,16 @@ class Connection:
                     # (§3.10.7.4 fifth step, SYN-RECEIVED): report it as the SYN-RECEIVED path does.
                     self._event(Event.CONNECTED)
                 self._ack_advances(ack, now, ts.tsecr if ts is not None else None)
-            elif ack == self.snd_una and not payload and not fin and self.snd_max != self.snd_una \
+            elif not sack_rec and ack == self.snd_una and not payload and not fin \
+                    and self.snd_max != self.snd_una \
                     and (seg.window << self.snd_wscale) == self.snd_wnd and self.snd_wnd != 0:
                 # A duplicate ACK (RFC 5681 §2). Not with a zero window: those ACKs answer our
                 # zero-window probes (§3.8.6.1) and say "no room", not "a segment was lost".
                 if self.cc.on_dupack(self.snd_max, _diff(self.snd_max, self.snd_una)):
                     self._fast_rexmit = True
                     self._rtt_seq = None
+            if sack_dup:
+                self._sack_dupack()
             # Window update (§3.10.7.4 ESTABLISHED): only if SND.UNA =< SEG.ACK =< SND.NXT (an older
             # ACK is merely tolerated by RFC 5961 §5), and not from an older segment (WL1/WL2).
             if _le(self.snd_una, ack) and (
@@ -1226,7 +1262,18 @@ class Connection:
         self._rexmits = 0
         self._r1_reported = False
         self._persist_backoff = 0
-        if self.state.synchronized and self.state is not State.SYN_RECEIVED:
+        if self._sacked:
+            self._sack_prune()
+        self._sack_dupacks = 0  # RFC 6675 §5: a cumulative ACK resets DupAcks
+        if self._recovering:
+            # §5 (A): an ACK of RecoveryPoint ends the recovery; cwnd stays at ssthresh, set on
+            # entry, and the ACKs of the recovery do not grow it.
+            rp = self._rec_point
+            if rp is None or _le(rp, ack):
+                self._recovering = False
+                self._sack_first = False
+                self._trace("recovery", action="end", ack=ack)
+        elif self.state.synchronized and self.state is not State.SYN_RECEIVED:
             if self.cc.on_ack(acked, ack, flight):
                 self._fast_rexmit = True
         # RFC 6298 §5.2/§5.3: stop the timer when everything is acknowledged, else restart it.
@@ -1236,6 +1283,222 @@ class Connection:
         else:
             self._t_rexmit = now + self.rtt.rto
             self._rexmit_start = now
+
+    # -----------------------------------------------------------------------------------------
+    # SACK-based loss recovery, sender side (RFC 6675; SACK blocks are advisory: RFC 2018 §8)
+    # -----------------------------------------------------------------------------------------
+
+    def _sack_update(self, seg: Segment, ack: int) -> bool:
+        """Update() (RFC 6675 §4): record the SACK blocks of an ACK (SND.UNA =< SEG.ACK) in the
+        scoreboard. Only octets between SEG.ACK and HighData count; blocks outside (D-SACK, stale,
+        malformed) are ignored. Returns True when some octet was neither acknowledged nor SACKed
+        before: the ACK is then a DupAck (§2)."""
+        blocks: tuple[tuple[int, int], ...] = ()
+        for opt in seg.options:
+            if isinstance(opt, Sack):
+                blocks = opt.blocks
+                break
+        if not blocks:
+            return False
+        una = self.snd_una
+        top = _diff(self.snd_max, una)
+        start = _diff(ack, una)
+        rel = [(_diff(lo, una), _diff(hi, una)) for lo, hi in self._sacked]
+        new = False
+        for left, right in blocks:
+            if not _lt(left, right):
+                continue  # empty or reversed: malformed
+            lo = max(_diff(left, una), start)
+            hi = min(_diff(right, una), top)
+            if hi <= lo:
+                continue
+            covered = 0
+            for a, b in rel:
+                if a < hi and lo < b:
+                    covered += min(b, hi) - max(a, lo)
+            if covered < hi - lo:
+                new = True
+                rel = _range_insert(rel, lo, hi)
+        if new:
+            del rel[_SACK_RANGES:]
+            self._sacked = [((lo + una) & _MASK, (hi + una) & _MASK) for lo, hi in rel]
+        return new
+
+    def _sack_prune(self) -> None:
+        """SND.UNA advanced: forget what the scoreboard holds below it."""
+        una = self.snd_una
+        self._sacked = [(una if _lt(lo, una) else lo, hi) for lo, hi in self._sacked if _lt(una, hi)]
+
+    def _sack_forget(self) -> None:
+        """RTO (RFC 6675 §5.1, RFC 2018 §8): the peer may have reneged; end any recovery and
+        clear the scoreboard. No new recovery begins before SND.UNA reaches HighData."""
+        self._sacked = []
+        self._sack_dupacks = 0
+        self._recovering = False
+        self._sack_first = False
+        self._rec_point = self.snd_max
+        self._high_rxt = self.snd_una
+        self._rescue_rxt = None
+
+    def _sack_dupack(self) -> None:
+        """A DupAck arrived (RFC 6675 §5): enter loss recovery on the DupThresh'th one, or earlier
+        when IsLost(HighACK+1) — unless a recovery runs, or SND.UNA has not yet passed the
+        previous RecoveryPoint, or a timeout rewound SND.NXT."""
+        self._sack_dupacks += 1
+        if self._recovering or self.snd_nxt != self.snd_max or self.snd_una == self.snd_max:
+            return
+        rp = self._rec_point
+        if rp is not None and _lt(self.snd_una, rp):
+            return
+        if self._sack_dupacks < _DUP_THRESH:
+            holes = self._sack_holes()
+            if not holes or holes[0][0] != 0 or not holes[0][2]:
+                return  # IsLost(HighACK+1) is false
+        self._recovering = True
+        self._rec_point = self.snd_max  # (4.1) RecoveryPoint = HighData
+        self.cc.on_loss_recovery(_diff(self.snd_max, self.snd_una))  # (4.2)
+        self._high_rxt = self.snd_una
+        self._rescue_rxt = None
+        self._sack_first = True  # (4.3): the segment at HighACK+1 leaves with the next output
+        self._rtt_seq = None  # as for RFC 5681 fast retransmit: no sample across the recovery
+        self._trace("recovery", action="enter", point=self.snd_max, dupacks=self._sack_dupacks)
+
+    def _sack_holes(self) -> list[tuple[int, int, bool]]:
+        """The un-SACKed ranges between SND.UNA and HighData as (start, end, lost) offsets from
+        SND.UNA, in order; the last one may lie above every SACKed octet. ``lost`` is IsLost()
+        of their octets (§4): DupThresh SACKed ranges, or more than (DupThresh−1)·SMSS SACKed
+        octets, above them — the same for every octet of one hole."""
+        una = self.snd_una
+        top = _diff(self.snd_max, una)
+        rel = [(_diff(lo, una), _diff(hi, una)) for lo, hi in self._sacked]
+        limit = (_DUP_THRESH - 1) * self.snd_mss
+        holes: list[tuple[int, int, bool]] = []
+        above = sum(hi - lo for lo, hi in rel)
+        prev = 0
+        for i, (lo, hi) in enumerate(rel):
+            if lo > prev:
+                holes.append((prev, lo, len(rel) - i >= _DUP_THRESH or above > limit))
+            above -= hi - lo
+            prev = max(prev, hi)
+        if prev < top:
+            holes.append((prev, top, False))
+        return holes
+
+    def _sack_pipe(self, holes: list[tuple[int, int, bool]]) -> int:
+        """SetPipe() (§4): every un-SACKed octet counts once if it is not lost, and once more if
+        it was retransmitted (below HighRxt)."""
+        rxt = _diff(self._high_rxt, self.snd_una)
+        pipe = 0
+        for lo, hi, lost in holes:
+            if not lost:
+                pipe += hi - lo
+            if rxt > lo:
+                pipe += min(rxt, hi) - lo
+        return pipe
+
+    def _sack_next_seg(self, holes: list[tuple[int, int, bool]]) -> tuple[int, int, int] | None:
+        """NextSeg() (§4), rules (1), (3) and (4): (offset, length, rule) of the retransmission
+        to send, or None. Rule (2), new data, is the caller's, between rules (1) and (3)."""
+        rxt = max(_diff(self._high_rxt, self.snd_una), 0)
+        mss = self.snd_mss
+        below_sacked = [h for h in holes if h[1] <= _diff(self._sacked[-1][1], self.snd_una)] \
+            if self._sacked else []
+        for lo, hi, lost in below_sacked:  # (1) the first lost octet above HighRxt
+            if lost and hi > rxt:
+                s = max(lo, rxt)
+                return s, min(mss, hi - s), 1
+        return None
+
+    def _sack_last_resort(self, holes: list[tuple[int, int, bool]]) -> tuple[int, int, int] | None:
+        """NextSeg() rules (3) and (4), when neither a lost segment nor new data can go."""
+        una = self.snd_una
+        rxt = max(_diff(self._high_rxt, una), 0)
+        mss = self.snd_mss
+        if self._sacked:
+            high = _diff(self._sacked[-1][1], una)
+            for lo, hi, _lost in holes:  # (3) an un-SACKed octet above HighRxt, below a SACK
+                if hi <= high and hi > rxt:
+                    s = max(lo, rxt)
+                    return s, min(mss, hi - s), 3
+        r = self._rescue_rxt
+        if holes and (r is None or _lt(r, una)):
+            # (4) one rescue retransmission per recovery, ending at the highest un-SACKed octet.
+            lo, hi, _lost = holes[-1]
+            s = max(lo, hi - mss)
+            return s, hi - s, 4
+        return None
+
+    def _recovery_output(self, now: float, out: list[Segment]) -> bool:
+        """Output during loss recovery (§5 steps 4.3 and C): the first retransmission at once,
+        then NextSeg() while cwnd − pipe >= SMSS. Retransmissions are one MSS at most (no TSO)."""
+        una = self.snd_una
+        mss = self.snd_mss
+        sent = False
+        if self.snd_wnd == 0:
+            self._sack_first = False
+            return False  # a closed window: the persist and retransmission timers take over
+        holes = self._sack_holes()
+        if self._sack_first:
+            self._sack_first = False
+            n = min(mss, holes[0][1]) if holes and holes[0][0] == 0 else mss
+            seg = self._data_segment(una, n, now, rexmit=True)
+            if seg is not None:
+                out.append(seg)
+                sent = True
+                end = (una + max(seg.seg_len, 1)) & _MASK
+                self._high_rxt = self._rescue_rxt = end
+                holes = self._sack_holes()
+        pipe = self._sack_pipe(holes)
+        for _ in range(1 << 16):
+            if self.cc.cwnd - pipe < mss:
+                break
+            nxt = self._sack_next_seg(holes)
+            if nxt is None:
+                seg = self._recovery_new_data(now)
+                if seg is not None:
+                    out.append(seg)
+                    sent = True
+                    pipe += seg.seg_len
+                    continue
+                nxt = self._sack_last_resort(self._sack_holes())
+                if nxt is None:
+                    break
+            off, n, rule = nxt
+            seq = (una + off) & _MASK
+            seg = self._data_segment(seq, n, now, rexmit=True)
+            if seg is None:
+                break
+            out.append(seg)
+            sent = True
+            end = (seq + max(seg.seg_len, 1)) & _MASK
+            if rule == 4:
+                self._rescue_rxt = self._rec_point  # (4): HighRxt is not updated
+                self._trace("recovery", action="rescue", seq=seq)
+            elif _lt(self._high_rxt, end):
+                self._high_rxt = end  # (C.2)
+            pipe += seg.seg_len  # (C.4)
+        return sent
+
+    def _recovery_new_data(self, now: float) -> Segment | None:
+        """NextSeg() rule (2): one segment of new data (or the FIN) at HighData, if the peer's
+        window allows; not timed (its ACK waits for the holes below it), never TSO."""
+        hd = self.snd_max
+        unsent = len(self._sbuf) - _diff(hd, self._sbuf_seq)
+        f = self.fin_seq
+        if unsent <= 0:
+            if f is None or hd != f:
+                return None
+            return self._data_segment(hd, 0, now, rexmit=False)
+        usable = self.snd_wnd - _diff(hd, self.snd_una)
+        mss = self.snd_mss
+        n = min(unsent, mss, usable)
+        if n <= 0 or (n < mss and (n < unsent or not (self.config.nodelay or self._fin_queued))):
+            return None  # SWS avoidance and Nagle hold a short segment back, as outside recovery
+        was_timing = self._rtt_seq is not None
+        seg = self._data_segment(hd, n, now, rexmit=False)
+        if not was_timing:
+            self._rtt_seq = None
+        return seg
 
     def _schedule_ack(self, nbytes: int, now: float) -> None:
         """§3.8.6.3: delay the ACK (MUST-40: < 0.5 s), but ACK at least every second full-sized
@@ -1424,7 +1687,10 @@ class Connection:
             if nxt is not None:
                 out.append(nxt)
                 sent_any = True
-        if st is not State.TIME_WAIT:
+        if self._recovering and st is not State.TIME_WAIT:
+            if self._recovery_output(now, out):
+                sent_any = True
+        elif st is not State.TIME_WAIT:
             while True:
                 nxt = self._next_data(now)
                 if nxt is None:
@@ -1455,7 +1721,13 @@ class Connection:
         fin_pending = fin_seq is not None and _le(snd_nxt, fin_seq)
         if unsent <= 0 and not fin_pending:
             return None
-        wnd = min(self.snd_wnd, self.cc.cwnd)
+        cwnd = self.cc.cwnd
+        if self._sack_dupacks and snd_nxt == self.snd_max:
+            # RFC 3042 Limited Transmit (RFC 6675 §5 step 3): each of the first DupThresh−1
+            # DupAcks lets one new segment go beyond cwnd, so that a small window still brings
+            # the DupThresh'th DupAck instead of a timeout.
+            cwnd += min(self._sack_dupacks, _DUP_THRESH - 1) * self.snd_mss
+        wnd = min(self.snd_wnd, cwnd)
         usable = wnd - _diff(snd_nxt, self.snd_una)
         mss = self.snd_mss
         n = min(unsent, mss, max(usable, 0))
@@ -1593,7 +1865,7 @@ class Connection:
     @property
     def wants_output(self) -> bool:
         """True when :meth:`segments_to_send` would return something now."""
-        if self._out or self._ack_now or self._fast_rexmit or self._probe_due:
+        if self._out or self._ack_now or self._fast_rexmit or self._probe_due or self._sack_first:
             return True
         st = self.state
         if st in (State.SYN_SENT, State.SYN_RECEIVED):
@@ -1663,6 +1935,8 @@ class Connection:
             self._r1_reported = True
             self._event(Event.DELIVERY_PROBLEM)
         self.cc.on_timeout(_diff(self.snd_max, self.snd_una))
+        if self.sack_ok and self.config.sack_recovery:
+            self._sack_forget()
         self.rtt.on_timeout()
         self._rtt_seq = None  # Karn
         self.snd_nxt = self.snd_una  # go back: output resends from SND.UNA (the SYN if unacked)
@@ -1741,6 +2015,26 @@ _CAN_SEND: Final = frozenset((State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLIS
 _CAN_SEND_DATA: Final = frozenset((State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK,
                                    State.CLOSING))
 _CAN_RECEIVE_TEXT: Final = frozenset((State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2))
+
+
+def _range_insert(ranges: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """``ranges`` (sorted, disjoint, non-adjacent [lo, hi) pairs) with [lo, hi) merged in."""
+    res: list[tuple[int, int]] = []
+    placed = False
+    for a, b in ranges:
+        if b < lo:
+            res.append((a, b))
+        elif hi < a:
+            if not placed:
+                res.append((lo, hi))
+                placed = True
+            res.append((a, b))
+        else:
+            lo = min(lo, a)
+            hi = max(hi, b)
+    if not placed:
+        res.append((lo, hi))
+    return res
 
 
 def _timestamps(seg: Segment) -> Timestamps | None:
