@@ -42,6 +42,9 @@ from synack.wire import (
     Segment,
     Timestamps,
     WindowScale,
+    seq_diff,
+    seq_le,
+    seq_lt,
 )
 
 __all__ = [
@@ -72,16 +75,10 @@ _NOP: Final = Nop()  # Nop is frozen and has no fields: every segment can share 
 _HALF: Final = 1 << 31
 
 
-def _lt(a: int, b: int) -> bool:
-    return ((a - b) & _MASK) >= _HALF
-
-
-def _le(a: int, b: int) -> bool:
-    return a == b or ((a - b) & _MASK) >= _HALF
-
-
-def _diff(a: int, b: int) -> int:
-    return ((a - b + _HALF) & _MASK) - _HALF
+# Sequence-space comparisons (RFC 9293 §3.4), under short names: they appear on nearly every line.
+_lt = seq_lt
+_le = seq_le
+_diff = seq_diff
 
 
 # ---------------------------------------------------------------------------------------------
