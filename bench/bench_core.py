@@ -41,9 +41,10 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from synack.connection import Config, Connection, State
-from synack.host import Host
-from synack.wire import ACK, Nop, Segment, Timestamps, build_packet
+from synack.core.connection import Config, Connection
+from synack.core.host import Host
+from synack.core.records import State
+from synack.core.wire import ACK, Nop, Segment, Timestamps, build_packet
 
 A, B = "10.0.0.1", "10.0.0.2"
 MASK = 0xFFFFFFFF

@@ -40,7 +40,8 @@ from collections.abc import Callable
 from typing import cast
 
 from synack import sockets, streams
-from synack.connection import Connection, State
+from synack.core.connection import Connection
+from synack.core.records import State
 from synack.tun import TunStack, create_netns, in_netns, remove_netns
 
 K4, S4, PORT = "10.77.0.1", "10.77.0.2", 7000

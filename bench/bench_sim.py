@@ -18,7 +18,8 @@ import cProfile
 import pstats
 import time
 
-from synack.connection import Config, State
+from synack.core.connection import Config
+from synack.core.records import State
 from synack.sim import Network
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 
 from synack import sockets
-from synack.connection import State
+from synack.core.records import State
 from synack.tun import TunStack, create_netns, in_netns, remove_netns
 
 BLOCK = os.urandom(1 << 20)

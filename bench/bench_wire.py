@@ -1,4 +1,4 @@
-"""Throughput of synack.wire: parse and build of whole IP packets, and the Internet checksum.
+"""Throughput of synack.core.wire: parse and build of whole IP packets, and the Internet checksum.
 
     python bench/bench_wire.py             # the figures (about 15 s)
     python bench/bench_wire.py --profile   # plus cProfile of the 1500-byte IPv4 parse and build
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from synack.wire import (
+from synack.core.wire import (
     ACK,
     PSH,
     Nop,
@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also print cProfile of the 1500-byte IPv4 case")
     args = ap.parse_args()
 
-    print(f"synack.wire benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+    print(f"synack.core.wire benchmark — Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"best of {RUNS} runs")
     print(f"{'':<22}{'packet':>10}  {'per call':>12}  {'segments':>14}  {'throughput':>14}")
     for name, src, dst, plen in CASES:

@@ -15,8 +15,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from synack.connection import Config
-from synack.host import Host
+from synack.core.connection import Config
+from synack.core.host import Host
 
 __all__ = ["PairEnd", "make_pair"]
 

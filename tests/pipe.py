@@ -2,7 +2,7 @@
 
 Packets leave a host, travel for a fixed one-way ``delay`` and arrive at the other host; the
 virtual clock jumps straight to the next event (an arrival or a host deadline). An optional
-``drop`` predicate sees every packet as a parsed :class:`synack.wire.IPPacket` together with its
+``drop`` predicate sees every packet as a parsed :class:`synack.core.wire.IPPacket` together with its
 index in its direction (0, 1, 2, … counted separately for a→b and b→a, dropped packets included)
 and returns True to lose it. With ``tick`` the clock also stops every ``tick`` seconds, so that
 a ``run_until`` predicate standing for an application (a slow reader) runs even when the network
@@ -17,8 +17,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from synack.host import Host
-from synack.wire import IPPacket, parse_packet
+from synack.core.host import Host
+from synack.core.wire import IPPacket, parse_packet
 
 __all__ = ["DropFn", "Pipe"]
 

@@ -1,4 +1,4 @@
-"""Helpers for level-1 tests: one :class:`~synack.connection.Connection`, exact segments, exact
+"""Helpers for level-1 tests: one :class:`~synack.core.connection.Connection`, exact segments, exact
 virtual times.
 
 The test plays the remote peer. It feeds segments with :func:`feed` and checks what the connection
@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from synack.connection import Config, Connection, Event, State
-from synack.wire import ACK, FIN, PSH, RST, SYN, URG, Mss, Option, Segment, flag_names, seq_add
+from synack.core.connection import Config, Connection
+from synack.core.records import Event, State
+from synack.core.wire import ACK, FIN, PSH, RST, SYN, URG, Mss, Option, Segment, flag_names, seq_add
 
 __all__ = [
     "ACK",

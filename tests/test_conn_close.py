@@ -32,15 +32,14 @@ from tcpkit import (
     seg,
 )
 
-from synack.connection import (
+from synack.core.connection import (
     ConnectionAborted,
     ConnectionClosing,
     ConnectionExists,
     ConnectionReset,
-    Event,
     NoConnection,
-    State,
 )
+from synack.core.records import Event, State
 
 # =============================================================================================
 # FIN-WAIT-1

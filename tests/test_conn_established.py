@@ -34,15 +34,14 @@ from tcpkit import (
     timeline,
 )
 
-from synack.connection import (
+from synack.core.connection import (
     Connection,
     ConnectionAborted,
     ConnectionExists,
     ConnectionReset,
-    Event,
-    State,
 )
-from synack.wire import Mss, WindowScale
+from synack.core.records import Event, State
+from synack.core.wire import Mss, WindowScale
 
 # =============================================================================================
 # Receiving: the acceptability test (Table 6) and the text
@@ -578,7 +577,7 @@ def test_newreno_third_duplicate_ack_triggers_fast_retransmit() -> None:
     # ssthresh = max(FlightSize / 2, 2 × SMSS) = 2190 → 2920; cwnd = ssthresh + 3 × SMSS
     assert (c.cc.ssthresh, c.cc.cwnd) == (2920, 2920 + 3 * MSS)
     feed(c, seg(R(1), L(4381)), at=1.2)
-    assert c.cc.in_recovery is False
+    assert c.snapshot()["recovery"]["recovering"] is False
     assert c.snd_una == L(4381)
 
 
@@ -603,7 +602,7 @@ def test_newreno_partial_ack_retransmits_the_next_hole_at_once() -> None:
     expect(c, at=1.1, segments=[out(L(1), R(1), 0, data[:1460])])
     feed(c, seg(R(1), L(1461)), at=1.2)  # partial: the second segment was lost too
     expect(c, at=1.2, segments=[out(L(1461), R(1), 0, data[1460:2920])])
-    assert c.cc.in_recovery
+    assert c.snapshot()["recovery"]["recovering"]
 
 
 # =============================================================================================

@@ -37,17 +37,16 @@ from tcpkit import (
     timeline,
 )
 
-from synack.connection import (
+from synack.core.connection import (
     Config,
     Connection,
     ConnectionExists,
     ConnectionRefused,
-    Event,
     NoConnection,
-    State,
     reset_for,
 )
-from synack.wire import Mss, Nop, Sack, SackPermitted, Timestamps, WindowScale
+from synack.core.records import Event, State
+from synack.core.wire import Mss, Nop, Sack, SackPermitted, Timestamps, WindowScale
 
 SYN_OPTS = (Mss(MSS),)
 

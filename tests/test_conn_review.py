@@ -22,9 +22,10 @@ from tcpkit import (
     seg,
 )
 
-from synack.connection import Config, ConnectionAborted, Event, State
-from synack.host import Host
-from synack.wire import ACK, Mss, Segment, Timestamps, build_packet, parse_packet
+from synack.core.connection import Config, ConnectionAborted
+from synack.core.host import Host
+from synack.core.records import Event, State
+from synack.core.wire import ACK, Mss, Segment, Timestamps, build_packet, parse_packet
 
 A_ADDR, B_ADDR = "10.0.0.1", "10.0.0.2"
 

@@ -31,15 +31,14 @@ from tcpkit import (
     seg,
 )
 
-from synack.connection import (
-    TRANSITIONS,
+from synack.core.connection import (
     Config,
     Connection,
     ConnectionRefused,
     ConnectionReset,
-    State,
 )
-from synack.wire import Segment
+from synack.core.records import TRANSITIONS, State, Transition
+from synack.core.wire import Segment
 
 A_ADDR = ("10.0.0.1", 40000)
 B_ADDR = ("10.0.0.2", 80)
@@ -425,20 +424,21 @@ def _scenarios() -> Iterator[Callable[[], Any]]:
 
 
 def test_l4_every_transition_of_the_table_is_exercised(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: set[tuple[State, State]] = set()
+    seen: set[Transition] = set()
     original = Connection._set_state
 
-    def spy(self: Connection, new: State, why: str) -> None:
-        seen.add((self.state, new))
-        original(self, new, why)
+    def spy(self: Connection, transition: Transition, detail: str = "") -> None:
+        original(self, transition, detail)  # raises on anything not in the table
+        seen.add(transition)
 
     monkeypatch.setattr(Connection, "_set_state", spy)
     for scenario in _scenarios():
         scenario()
     # The factories themselves walk the main arrows (open, establish, close in every order).
-    legal = {(t.src, t.dst) for t in TRANSITIONS}
     # Following §3.10.7.4, a FIN,ACK that acknowledges our FIN goes FIN-WAIT-1 → FIN-WAIT-2 (fifth
     # step) → TIME-WAIT (eighth step), so the table has no FIN-WAIT-1 → TIME-WAIT arrow (RFC 9293
-    # Figure 5 has none either): every arrow of the table is taken by some scenario.
-    assert legal == seen
-    assert seen <= legal  # and _set_state would have raised on any other
+    # Figure 5 has none either): every arrow of the diagram is taken by some scenario, and every
+    # main arrow with its own event.
+    assert {(t.src, t.dst) for t in TRANSITIONS} == {(t.src, t.dst) for t in seen}
+    assert {t for t in TRANSITIONS if t.main} <= seen
+    assert seen <= set(TRANSITIONS)

@@ -11,6 +11,7 @@ with and without SACK recovery.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from tcpkit import (
     MSS,
@@ -29,8 +30,8 @@ from tcpkit import (
 )
 from test_transfer import CFG, MB, check, transfer
 
-from synack.connection import Config, Connection
-from synack.wire import Mss, Sack, SackPermitted
+from synack.core.connection import Config, Connection
+from synack.core.wire import Mss, Sack, SackPermitted
 
 SACK_CFG = PLAIN.with_(sack=True)
 PEER = (Mss(MSS), SackPermitted())
@@ -55,6 +56,12 @@ def sack(*blocks: tuple[int, int]) -> tuple[Sack]:
     return (Sack(tuple((S(a), S(b)) for a, b in blocks)),)
 
 
+def recovery(c: Connection) -> dict[str, Any]:
+    """The loss-recovery part of the connection's public snapshot."""
+    rec: dict[str, Any] = c.snapshot()["recovery"]
+    return rec
+
+
 def sending(config: Config = SACK_CFG, *, segments: int = 20, cwnd: int = 10) -> Connection:
     """ESTABLISHED with SACK; ``segments`` full segments queued, the first ``cwnd`` of them sent
     at t=0 (cwnd opened to ``cwnd`` segments by earlier traffic)."""
@@ -70,17 +77,17 @@ def test_sack_blocks_are_recorded_and_data_stays_buffered() -> None:
     c = sending(segments=10)
     space = c.send_space
     feed(c, seg(R(1), S(0), options=sack((1, 3), (5, 6))), at=0.1)
-    assert c._sacked == [(S(1), S(3)), (S(5), S(6))]
+    assert recovery(c)["sacked"] == [(S(1), S(3)), (S(5), S(6))]
     feed(c, seg(R(1), S(0), options=sack((3, 4), (8, 9))), at=0.2)
-    assert c._sacked == [(S(1), S(4)), (S(5), S(6)), (S(8), S(9))]
+    assert recovery(c)["sacked"] == [(S(1), S(4)), (S(5), S(6)), (S(8), S(9))]
     # Blocks below SND.UNA (D-SACK), beyond what was sent, or reversed are ignored.
     feed(c, seg(R(1), S(0), options=(Sack(((L(-100), L(0)), (S(9), S(12)), (S(7), S(6)))),)), at=0.25)
-    assert c._sacked == [(S(1), S(4)), (S(5), S(6)), (S(8), S(10))]
+    assert recovery(c)["sacked"] == [(S(1), S(4)), (S(5), S(6)), (S(8), S(10))]
     # SACKed data is not acknowledged: the send buffer still holds it (RFC 2018 §8).
     assert c.send_space == space
     # A cumulative ACK drops what it covers from the scoreboard.
     feed(c, seg(R(1), S(2), options=sack((5, 6), (8, 10))), at=0.3)
-    assert c._sacked == [(S(2), S(4)), (S(5), S(6)), (S(8), S(10))]
+    assert recovery(c)["sacked"] == [(S(2), S(4)), (S(5), S(6)), (S(8), S(10))]
     assert c.send_space == space + 2 * MSS
 
 
@@ -95,7 +102,7 @@ def test_three_sack_acks_carrying_data_retransmit_the_first_hole_at_once() -> No
     feed(c, seg(R(21), S(0), payload=b"c" * 10, options=sack((1, 4))), at=0.3)
     # Third DupAck: recovery, the first hole at once (the ACK rides on it), long before the RTO.
     expect(c, at=0.3, segments=[out(S(0), R(31), payload=data(0))])
-    assert c._recovering and c.cc.ssthresh == c.cc.cwnd == 5 * MSS
+    assert recovery(c)["recovering"] and c.cc.ssthresh == c.cc.cwnd == 5 * MSS
     assert c.stats[2] == 1
     # pipe = S(0) retransmitted + S(4)..S(9) not lost = 7 MSS > cwnd: nothing more.
     expect_nothing(c, at=0.31)
@@ -106,7 +113,7 @@ def test_pure_dupacks_without_new_sack_information_do_not_count() -> None:
     feed(c, seg(R(1), S(0), options=sack((1, 2))), at=0.1)
     for t in (0.2, 0.3, 0.4):  # the same block again: nothing newly SACKed
         feed(c, seg(R(1), S(0), options=sack((1, 2))), at=t)
-    assert c._sack_dupacks == 1 and not c._recovering
+    assert recovery(c)["dupacks"] == 1 and not recovery(c)["recovering"]
     expect_nothing(c, at=0.5)
 
 
@@ -114,7 +121,7 @@ def test_is_lost_enters_recovery_before_three_dupacks() -> None:
     # One ACK SACKing three segments above SND.UNA: IsLost(HighACK+1) (RFC 6675 §5 step 2).
     c = sending(segments=10)
     feed(c, seg(R(1), S(0), options=sack((1, 4))), at=0.1)
-    assert c._recovering
+    assert recovery(c)["recovering"]
     expect(c, at=0.1, segments=[out(S(0), R(1), payload=data(0))])
 
 
@@ -126,7 +133,7 @@ def test_several_holes_repaired_in_one_recovery_and_pipe_limits_sending() -> Non
     expect(c, at=0.1, segments=[out(S(10), R(1), payload=data(10))])
     feed(c, seg(R(1), S(0), options=sack((1, 2), (4, 5))), at=0.2)
     expect(c, at=0.2, segments=[out(S(11), R(1), payload=data(11))])
-    assert not c._recovering
+    assert not recovery(c)["recovering"]
     # Third: recovery. RecoveryPoint = HighData = S(12); cwnd = ssthresh = 12/2 MSS. S(0) at
     # once; then pipe (S(0) again in flight, S(10) and S(11) not lost = 3 MSS) leaves room for
     # the two other lost holes and one new segment.
@@ -137,7 +144,7 @@ def test_several_holes_repaired_in_one_recovery_and_pipe_limits_sending() -> Non
         out(S(6), R(1), payload=data(6)),
         out(S(12), R(1), payload=data(12)),
     ])
-    assert c._rec_point == S(12) and c.cc.cwnd == 6 * MSS
+    assert recovery(c)["recovery_point"] == S(12) and c.cc.cwnd == 6 * MSS
     # S(10) is SACKed: one segment left the network, exactly one new segment may enter.
     feed(c, seg(R(1), S(0), options=sack((1, 3), (4, 6), (7, 11))), at=0.31)
     expect(c, at=0.31, segments=[out(S(13), R(1), payload=data(13))])
@@ -149,11 +156,11 @@ def test_several_holes_repaired_in_one_recovery_and_pipe_limits_sending() -> Non
     expect(c, at=0.32, segments=[out(S(14), R(1), payload=data(14))])
     feed(c, seg(R(1), S(6), options=sack((7, 11))), at=0.33)
     expect(c, at=0.33, segments=[out(S(15), R(1), payload=data(15))])
-    assert c._recovering
+    assert recovery(c)["recovering"]
     # The ACK of RecoveryPoint ends the recovery, without a timeout; three holes, three
     # retransmissions, each once.
     feed(c, seg(R(1), S(12)), at=0.34)
-    assert not c._recovering and c._sacked == []
+    assert not recovery(c)["recovering"] and recovery(c)["sacked"] == []
     assert c.stats[2] == 3
     assert c.cc.cwnd == 6 * MSS
 
@@ -181,15 +188,15 @@ def test_rto_clears_the_scoreboard_and_ends_recovery() -> None:
     c = sending(segments=10)
     feed(c, seg(R(1), S(0), options=sack((1, 4))), at=0.1)
     expect(c, at=0.1, segments=[out(S(0), R(1), payload=data(0))])
-    assert c._recovering and c._sacked
+    assert recovery(c)["recovering"] and recovery(c)["sacked"]
     # No ACK at all: the retransmission timer (1 s after the last transmission of t=0) fires.
     expect(c, at=1.0, segments=[out(S(0), R(1), payload=data(0))])
-    assert not c._recovering and c._sacked == [] and c.cc.cwnd == MSS
-    assert c._rec_point == S(10)
+    assert not recovery(c)["recovering"] and recovery(c)["sacked"] == [] and c.cc.cwnd == MSS
+    assert recovery(c)["recovery_point"] == S(10)
     # SACK information arriving after the RTO is recorded again, but starts no recovery before
     # SND.UNA reaches the RecoveryPoint (RFC 6675 §5.1).
     feed(c, seg(R(1), S(1), options=sack((2, 6))), at=1.1)
-    assert c._sacked == [(S(2), S(6))] and not c._recovering
+    assert recovery(c)["sacked"] == [(S(2), S(6))] and not recovery(c)["recovering"]
 
 
 def test_reneging_is_safe() -> None:
@@ -212,7 +219,7 @@ def test_without_sack_negotiated_sack_blocks_are_ignored() -> None:
     for i, t in enumerate((0.1, 0.2, 0.3)):
         feed(c, seg(R(1 + 10 * i), S(0), payload=b"x" * 10, options=sack((1, 2 + i))), at=t)
         expect(c, at=t, segments=[out(S(10), R(11 + 10 * i))])
-    assert c._sacked == [] and not c._recovering
+    assert recovery(c)["algorithm"] == "newreno" and not recovery(c)["recovering"]
 
 
 def test_sack_recovery_off_keeps_rfc5681_fast_retransmit() -> None:
@@ -223,7 +230,7 @@ def test_sack_recovery_off_keeps_rfc5681_fast_retransmit() -> None:
         expect_nothing(c, at=t)
     feed(c, seg(R(1), S(0), options=sack((1, 2))), at=0.3)  # third pure duplicate ACK
     expect(c, at=0.3, segments=[out(S(0), R(1), payload=data(0))])
-    assert c._sacked == [] and not c._recovering and c.cc.in_recovery
+    assert recovery(c)["algorithm"] == "newreno" and recovery(c)["recovering"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,4 +263,4 @@ def test_peer_that_negotiated_sack_but_sends_no_blocks_still_gets_fast_retransmi
     feed(c, seg(R(1), S(0)), at=0.3)
     got = pull(c, 0.3)
     assert got and got[0].seq == S(0) and got[0].payload == data(0)
-    assert c._recovering and c.stats[2] == 1
+    assert recovery(c)["recovering"] and c.stats[2] == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tcpkit import ACK, SYN, L, R, conn_syn_sent, expect, expect_nothing, feed, out, pull, seg
 
-from synack.connection import State
+from synack.core.records import State
 
 
 def test_syn_then_syn_ack_in_one_batch_acknowledges_the_peers_syn() -> None:

@@ -40,7 +40,8 @@ from tcpkit import (
     timeline,
 )
 
-from synack.connection import Config, ConnectionTimedOut, Event, State
+from synack.core.connection import Config, ConnectionTimedOut
+from synack.core.records import Event, State
 
 # =============================================================================================
 # Retransmission timer (RFC 6298, MUST-18, MUST-19)
@@ -625,7 +626,7 @@ def test_must_20_unanswered_zero_window_probes_time_out_after_r2() -> None:
 
 
 def test_rfc7323_timestamp_echo_measures_rtt_after_a_retransmission() -> None:
-    from synack.wire import Mss, Nop, Timestamps
+    from synack.core.wire import Mss, Nop, Timestamps
 
     """Karn (MUST-18) leaves no timed segment once a segment was retransmitted; the timestamp
     echo names the transmission it answers (RFC 7323 §4), so the backed-off RTO comes down."""

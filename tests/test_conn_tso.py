@@ -31,8 +31,9 @@ from tcpkit import (
     show,
 )
 
-from synack.connection import Config, State
-from synack.wire import Mss, Option, SackPermitted, Segment, Timestamps
+from synack.core.connection import Config
+from synack.core.records import State
+from synack.core.wire import Mss, Option, SackPermitted, Segment, Timestamps
 
 TSO_MAX = 65535 - 80
 DATA = bytes(random.Random(7).getrandbits(8) for _ in range(400_000))
@@ -341,8 +342,8 @@ def test_no_tso_while_sack_blocks_shorten_the_segments() -> None:
 def test_tso_frame_equals_the_gso_frame_of_the_pieces() -> None:
     # synack.tun writes a TSO segment as one GSO frame; it must be byte for byte the frame it
     # already wrote for the run of per-MSS packets the segment stands for (IPv4 and IPv6).
+    from synack.core.wire import build_packet
     from synack.tun import _gso_frame, _tso_frame
-    from synack.wire import build_packet
 
     for src, dst, mss in (("10.77.0.2", "10.77.0.1", 1448), ("fd77::2", "fd77::1", 1428)):
         for flags in (0x10, 0x18):
@@ -356,7 +357,7 @@ def test_tso_frame_equals_the_gso_frame_of_the_pieces() -> None:
 
 
 def test_host_tso_max_reaches_its_connections() -> None:
-    from synack.host import Host
+    from synack.core.host import Host
 
     host = Host(["10.0.0.1"])
     assert host.tso_max == 0

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synack import decode, wire
+from synack import decode
 from synack.cli import main
+from synack.core import wire
 
 DATA = Path(__file__).parent / "data"
 SEED001 = DATA / "seed001_handshake.txt"

@@ -42,17 +42,15 @@ from tcpkit import (
     seg,
 )
 
-from synack.connection import (
+from synack.core.connection import (
     Config,
     Connection,
-    Event,
     LocalError,
     RemoteError,
-    State,
 )
-from synack.host import Host
-from synack.sim import Network
-from synack.wire import (
+from synack.core.host import Host
+from synack.core.records import Event, State
+from synack.core.wire import (
     ACK,
     FIN,
     RST,
@@ -70,7 +68,9 @@ from synack.wire import (
     build_packet,
     encode_options,
     parse_packet,
+    segment_acceptable,
 )
+from synack.sim import Network
 
 MASK = 0xFFFFFFFF
 HALF = 1 << 31
@@ -537,7 +537,7 @@ def _forged(v: Connection | None, f: Forge, data: bytes, b_irs: int | None) -> t
             why = "SYN-SENT: SYN (simultaneous open)"
     elif v.state.synchronized:
         seg_len = len(payload) + bool(flags & SYN) + bool(flags & FIN)
-        ok_seq = v._acceptable(seq, seg_len, bool(flags & RST))
+        ok_seq = segment_acceptable(seq, seg_len, v.rcv_nxt, v.rcv_wnd, rst=bool(flags & RST))
         if flags & RST and seq == rcv_nxt:
             why = "RST at RCV.NXT"
         elif ok_seq and flags & SYN and v.state is State.SYN_RECEIVED:

@@ -4,15 +4,19 @@ the reassembly queue (SHLD-31) and the window-scale shift of RFC 7323."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synack.buffers import ReassemblyQueue
-from synack.congestion import NewReno, make_congestion_control
-from synack.connection import _wscale_for
-from synack.timers import RttEstimator
+from synack.core.buffers import ReassemblyQueue
+from synack.core.congestion import CONTROLLERS, CongestionController, NewReno, make_controller
+from synack.core.connection import Config
+from synack.core.recovery import NewRenoRecovery
+from synack.core.tcb import wscale_for
+from synack.core.timers import RttEstimator
+from synack.core.wire import ACK, Segment
 
 # =============================================================================================
 # RttEstimator (RFC 6298)
@@ -108,9 +112,9 @@ def test_rfc5681_initial_window(mss: int, iw: int) -> None:
 
 def test_rfc5681_slow_start_adds_at_most_one_smss_per_ack() -> None:
     cc = NewReno(1000)
-    cc.on_ack(500, 500, 4000)
+    cc.on_ack(500, now=0.0, rtt=None, flight=4000)
     assert cc.cwnd == 4500
-    cc.on_ack(3000, 3500, 4000)
+    cc.on_ack(3000, now=0.0, rtt=None, flight=4000)
     assert cc.cwnd == 5500
 
 
@@ -119,78 +123,151 @@ def test_rfc5681_congestion_avoidance_adds_one_smss_per_window() -> None:
     cc.ssthresh = 4000
     assert cc.cwnd == 4000
     for _ in range(3):
-        cc.on_ack(1000, 0, 4000)
+        cc.on_ack(1000, now=0.0, rtt=None, flight=4000)
     assert cc.cwnd == 4000
-    cc.on_ack(1000, 0, 4000)
+    cc.on_ack(1000, now=0.0, rtt=None, flight=4000)
     assert cc.cwnd == 5000
 
 
+@dataclass
+class _Tcb:
+    """The sender variables loss recovery reads (recovery.Sender), set by hand."""
+
+    snd_una: int = 0
+    snd_max: int = 10000
+    snd_nxt: int = 10000
+    snd_wnd: int = 65535
+    snd_wscale: int = 0
+    snd_mss: int = 1000
+    cc: CongestionController = field(default_factory=lambda: NewReno(1000))
+    rtt: RttEstimator = field(default_factory=RttEstimator)
+    now: float = 0.0
+
+
+def _dupack(tcb: _Tcb) -> Segment:
+    """An RFC 5681 duplicate ACK for ``tcb``: ack = SND.UNA, no data, same window."""
+    return Segment(80, 1000, 0, tcb.snd_una, ACK, tcb.snd_wnd)
+
+
+def _three_dupacks(tcb: _Tcb, rec: NewRenoRecovery) -> list[bool]:
+    dup = _dupack(tcb)
+    return [rec.on_duplicate(tcb) for _ in range(3) if rec.is_duplicate(tcb, dup, tcb.snd_una, False)]
+
+
 def test_rfc5681_third_duplicate_ack_enters_fast_recovery() -> None:
-    cc = NewReno(1000)
-    assert cc.on_dupack(10000, 8000) is False
-    assert cc.on_dupack(10000, 8000) is False
-    assert cc.on_dupack(10000, 8000) is True
-    assert (cc.ssthresh, cc.cwnd, cc.in_recovery, cc.recover) == (4000, 7000, True, 10000)
-    assert cc.on_dupack(10000, 8000) is False  # RFC 6582 step 4: inflate
-    assert cc.cwnd == 8000
+    tcb = _Tcb(snd_una=2000)  # FlightSize 8000
+    rec = NewRenoRecovery()
+    assert _three_dupacks(tcb, rec) == [False, False, True]
+    assert (tcb.cc.ssthresh, tcb.cc.cwnd, rec.recovering, rec.recover) == (4000, 7000, True, 10000)
+    assert rec.on_duplicate(tcb) is False  # RFC 5681 §3.2 step 4: inflate
+    assert tcb.cc.cwnd == 8000
+
+
+def test_rfc5681_duplicate_ack_definition() -> None:
+    """RFC 5681 §2: same ACK, no data, outstanding data, same window; not with a zero window."""
+    tcb = _Tcb()
+    rec = NewRenoRecovery()
+    assert rec.is_duplicate(tcb, _dupack(tcb), 0, False)
+    assert not rec.is_duplicate(tcb, _dupack(tcb), 0, True)  # carries data (or a FIN)
+    assert not rec.is_duplicate(tcb, replace(_dupack(tcb), window=1000), 0, False)  # window update
+    assert not rec.is_duplicate(_Tcb(snd_max=0, snd_nxt=0), _dupack(tcb), 0, False)  # nothing outstanding
+    closed = _Tcb(snd_wnd=0)
+    assert not rec.is_duplicate(closed, _dupack(closed), 0, False)
 
 
 def test_rfc5681_equation_4_ssthresh_at_least_two_segments() -> None:
-    cc = NewReno(1000)
-    for _ in range(3):
-        cc.on_dupack(500, 1500)
-    assert cc.ssthresh == 2000
+    tcb = _Tcb(snd_una=8500)  # FlightSize 1500
+    _three_dupacks(tcb, NewRenoRecovery())
+    assert tcb.cc.ssthresh == 2000
 
 
 def test_rfc6582_partial_ack_retransmits_and_deflates() -> None:
-    cc = NewReno(1000)
-    for _ in range(3):
-        cc.on_dupack(10000, 8000)
-    assert cc.on_ack(2000, 4000, 8000) is True  # below recover: partial
-    assert cc.cwnd == 7000 - 2000 + 1000
-    assert cc.in_recovery
+    tcb = _Tcb(snd_una=2000)
+    rec = NewRenoRecovery()
+    _three_dupacks(tcb, rec)
+    assert rec.on_advance(tcb, 2000, 4000, 8000, grow=True) is True  # below recover: partial
+    assert tcb.cc.cwnd == 7000 - 2000 + 1000
+    assert rec.recovering
 
 
 def test_rfc6582_full_ack_leaves_recovery_with_the_deflated_window() -> None:
     """Step 3: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)."""
-    cc = NewReno(1000)
-    for _ in range(3):
-        cc.on_dupack(10000, 8000)
-    assert cc.on_ack(6000, 10000, 8000) is False
-    assert not cc.in_recovery
-    assert cc.cwnd == min(4000, max(8000 - 6000, 1000) + 1000)
+    tcb = _Tcb(snd_una=2000)
+    rec = NewRenoRecovery()
+    _three_dupacks(tcb, rec)
+    assert rec.on_advance(tcb, 6000, 10000, 8000, grow=True) is False
+    assert not rec.recovering
+    assert tcb.cc.cwnd == min(4000, max(8000 - 6000, 1000) + 1000)
 
 
 def test_rfc6582_full_ack_of_everything_leaves_two_segments() -> None:
     """FlightSize 0 after the full ACK: max(FlightSize, SMSS) + SMSS = 2 SMSS (not 1)."""
-    cc = NewReno(1000)
-    for _ in range(3):
-        cc.on_dupack(10000, 8000)
-    cc.on_ack(8000, 10000, 8000)
-    assert cc.cwnd == 2000
+    tcb = _Tcb(snd_una=2000)
+    rec = NewRenoRecovery()
+    _three_dupacks(tcb, rec)
+    rec.on_advance(tcb, 8000, 10000, 8000, grow=True)
+    assert tcb.cc.cwnd == 2000
 
 
 def test_rfc6582_recover_compared_modulo_2_32() -> None:
-    cc = NewReno(1000)
-    for _ in range(3):
-        cc.on_dupack(0x10, 8000)  # recover wrapped past 2**32
-    assert cc.on_ack(1000, 0xFFFFFFF0, 8000) is True  # before recover: partial
-    assert cc.on_ack(1000, 0x20, 8000) is False  # after it: full
-    assert not cc.in_recovery
+    tcb = _Tcb(snd_una=(0x10 - 8000) & 0xFFFFFFFF, snd_max=0x10, snd_nxt=0x10)  # recover wrapped past 2**32
+    rec = NewRenoRecovery()
+    _three_dupacks(tcb, rec)
+    assert rec.recover == 0x10
+    assert rec.on_advance(tcb, 1000, 0xFFFFFFF0, 8000, grow=True) is True  # before recover: partial
+    assert rec.on_advance(tcb, 1000, 0x20, 8000, grow=True) is False  # after it: full
+    assert not rec.recovering
 
 
 def test_rfc5681_timeout_sets_the_loss_window() -> None:
-    cc = NewReno(1000)
-    for _ in range(3):
-        cc.on_dupack(10000, 8000)
-    cc.on_timeout(6000)
-    assert (cc.cwnd, cc.ssthresh, cc.in_recovery, cc.dupacks) == (1000, 3000, False, 0)
+    tcb = _Tcb(snd_una=2000)
+    rec = NewRenoRecovery()
+    _three_dupacks(tcb, rec)
+    tcb.cc.on_timeout(6000, now=0.0, rtt=None)
+    rec.on_timeout(tcb)
+    assert (tcb.cc.cwnd, tcb.cc.ssthresh, rec.recovering, rec.dupacks) == (1000, 3000, False, 0)
+
+
+def test_congestion_hooks_receive_now_and_rtt() -> None:
+    """The controller interface: hooks get the time and the smoothed RTT (keyword-only)."""
+    seen: list[tuple[str, float, float | None]] = []
+
+    class Spy(CongestionController):
+        def on_ack(self, acked: int, *, now: float, rtt: float | None, flight: int) -> None:
+            seen.append(("ack", now, rtt))
+
+        def on_congestion(self, flight: int, *, now: float, rtt: float | None) -> None:
+            seen.append(("congestion", now, rtt))
+
+    tcb = _Tcb(snd_una=2000, cc=Spy(1000), now=7.5)
+    tcb.rtt.sample(0.25)
+    rec = NewRenoRecovery()
+    rec.on_advance(tcb, 1000, 3000, 8000, grow=True)
+    tcb.snd_una = 3000
+    _three_dupacks(tcb, rec)
+    assert seen == [("ack", 7.5, 0.25), ("congestion", 7.5, 0.25)]
+
+
+def test_the_base_controller_keeps_its_initial_window() -> None:
+    """Every hook of the interface does nothing unless a controller overrides it."""
+    cc = CongestionController(1460)
+    cc.on_ack(1460, now=1.0, rtt=0.1, flight=4380)
+    cc.on_congestion(4380, now=1.0, rtt=0.1)
+    cc.on_timeout(4380, now=1.0, rtt=0.1)
+    assert cc.cwnd == 3 * 1460 and cc.ssthresh == 1 << 30
 
 
 def test_unknown_congestion_control_is_refused() -> None:
-    assert isinstance(make_congestion_control("newreno", 1000), NewReno)
-    with pytest.raises(ValueError, match="cubic"):
-        make_congestion_control("cubic", 1000)
+    assert isinstance(make_controller("newreno", 1000), NewReno)
+    assert set(CONTROLLERS) == {"newreno"}
+    with pytest.raises(ValueError, match=r"cubic.*known: newreno"):
+        make_controller("cubic", 1000)
+
+
+def test_config_validates_the_congestion_controller_when_made() -> None:
+    with pytest.raises(ValueError, match="unknown congestion control 'cubic' \\(known: newreno\\)"):
+        Config(congestion="cubic")
+    assert Config(congestion="newreno").congestion == "newreno"
 
 
 # =============================================================================================
@@ -318,4 +395,4 @@ def test_reassembly_any_arrival_order_rebuilds_the_stream(base: int, seed: int) 
 @pytest.mark.parametrize("buf,shift", [(1, 0), (65535, 0), (65536, 1), (131070, 1), (131071, 2),
                                        (256 * 1024, 3), (1 << 30, 14), (1 << 40, 14)])
 def test_wscale_for_is_the_smallest_sufficient_shift_at_most_14(buf: int, shift: int) -> None:
-    assert _wscale_for(buf) == shift
+    assert wscale_for(buf) == shift

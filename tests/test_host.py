@@ -11,18 +11,17 @@ from collections.abc import Callable
 import pytest
 from pipe import DropFn, Pipe
 
-from synack.connection import (
+from synack.core.connection import (
     Config,
     Connection,
     ConnectionAborted,
     ConnectionRefused,
     ConnectionReset,
     ConnectionTimedOut,
-    Event,
-    State,
 )
-from synack.host import AddressInUse, AddressNotAvailable, Host, Listener
-from synack.wire import (
+from synack.core.host import AddressInUse, AddressNotAvailable, Host, Listener
+from synack.core.records import Event, State
+from synack.core.wire import (
     ACK,
     FIN,
     PSH,
@@ -785,7 +784,7 @@ def test_two_host_pairs_in_one_process_do_not_interfere() -> None:
 
 @pytest.mark.parametrize("remote", ["224.0.0.1", "255.255.255.255", "0.0.0.0", "ff02::1", "::"])
 def test_must_46_open_to_a_broadcast_or_multicast_address_is_an_error(remote: str) -> None:
-    from synack.host import InvalidAddress
+    from synack.core.host import InvalidAddress
 
     host = Host([A, A6], name="A", config=CFG)
     with pytest.raises(InvalidAddress):

@@ -15,7 +15,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from synack.connection import Config, State
+from synack.core.connection import Config
+from synack.core.records import State
 from synack.htmlview import UNIT_PX, render_html
 from synack.sim import Network, segment_is
 from synack.trace import Trace

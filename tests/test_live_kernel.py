@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from synack import sockets
-from synack.connection import Config, State
+from synack.core.connection import Config
+from synack.core.records import Record, State, StateRecord, Timer, TimerAction, TimerRecord
 from synack.tun import TunStack, create_netns, netns_socket, remove_netns
 
 pytestmark: list[pytest.MarkDecorator] = [pytest.mark.live]
@@ -101,11 +102,11 @@ class Lab:
         """Record every state change of connections created from now on (off for speed)."""
         self.host.tracer = self._record if on else None
 
-    def _record(self, rec: dict[str, Any]) -> None:
-        if rec.get("kind") == "state":
-            if not any(k == rec["conn"] for k, _ in self.transitions):
-                self.transitions.append((rec["conn"], str(rec["old"])))
-            self.transitions.append((rec["conn"], str(rec["new"])))
+    def _record(self, rec: Record) -> None:
+        if isinstance(rec, StateRecord):
+            if not any(k == rec.conn for k, _ in self.transitions):
+                self.transitions.append((rec.conn, rec.old))
+            self.transitions.append((rec.conn, rec.new))
 
     def states(self, sock: sockets.Socket) -> list[str]:
         """Every state the socket's connection went through, from the first."""
@@ -431,7 +432,7 @@ def test_unflagged_packets_with_bad_checksums_are_dropped(lab: Lab) -> None:
     the kernel does not vouch for) is verified even with offload: with a bad TCP checksum it is
     dropped and counted; the same packet with a good one gets a reset. (The kernel rewrites the
     IPv4 header checksum of raw packets, so that one is tested in test_tun_offload.py.)"""
-    from synack.wire import Segment, build_packet
+    from synack.core.wire import Segment, build_packet
 
     raw = netns_socket(lab.ns, kernel_socket_mod.AF_INET, kernel_socket_mod.SOCK_RAW,
                        kernel_socket_mod.IPPROTO_RAW)  # IP_HDRINCL: we write the whole packet
@@ -576,8 +577,13 @@ def _keepalive(s: sockets.Socket, idle: int, interval: int, count: int) -> None:
 
 
 def test_keepalive_probes_are_answered_by_the_kernel(lab: Lab) -> None:
-    probes: list[str] = []
-    lab.host.tracer = lambda rec: probes.append(rec["action"]) if rec.get("timer") == "keepalive" else None
+    probes: list[TimerAction] = []
+
+    def tracer(rec: Record) -> None:
+        if isinstance(rec, TimerRecord) and rec.timer is Timer.KEEPALIVE:
+            probes.append(rec.action)
+
+    lab.host.tracer = tracer
     ours, theirs = _established_pair(lab, 8040)
     _keepalive(ours, 1, 1, 2)
     assert ours.getsockopt(sockets.SOL_SOCKET, sockets.SO_KEEPALIVE) == 1
@@ -586,7 +592,7 @@ def test_keepalive_probes_are_answered_by_the_kernel(lab: Lab) -> None:
     before = conn.stats[0]
     lab.run(4.5)  # idle 1 s, then a probe every second; two unanswered ones would kill it
     assert conn.state is State.ESTABLISHED
-    assert sum(p.startswith("probe") for p in probes) >= 3
+    assert sum(p is TimerAction.PROBE for p in probes) >= 3
     assert conn.stats[0] - before >= 3  # the kernel answered each probe with an ACK
     ours.sendall(b"still here")
     assert theirs.recv(100) == b"still here"
@@ -617,8 +623,8 @@ def test_keepalive_times_out_when_the_kernel_vanishes(lab: Lab) -> None:
 
 
 def test_pcap_records_both_directions(lab: Lab, tmp_path: Any) -> None:
+    from synack.core.wire import SYN, parse_packet
     from synack.pcap import PcapWriter, read_pcap
-    from synack.wire import SYN, parse_packet
 
     path = tmp_path / "live.pcap"
     lab.stack.pcap = PcapWriter(str(path))

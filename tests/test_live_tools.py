@@ -32,7 +32,8 @@ from typing import IO, Any
 import pytest
 
 from synack import sockets, streams
-from synack.connection import Config, State
+from synack.core.connection import Config
+from synack.core.records import Record, State, StateRecord
 from synack.tun import TunStack, create_netns, netns_socket, remove_netns
 
 pytestmark: list[pytest.MarkDecorator] = [pytest.mark.live]
@@ -212,8 +213,8 @@ def test_curl_fetches_10mb_from_synack_serve_http(ns: Namespace, tmp_path: Path)
 
 
 def test_synack_serve_ctrl_c_closes_open_connections_gracefully(ns: Namespace, tmp_path: Path) -> None:
+    from synack.core.wire import FIN, SYN, parse_packet
     from synack.pcap import read_pcap
-    from synack.wire import FIN, SYN, parse_packet
 
     pcap = tmp_path / "echo.pcap"
     server = ns.spawn([*synack_cmd(), "serve", "echo", "--port", "7007", "--pcap", str(pcap)],
@@ -517,11 +518,11 @@ def test_simultaneous_open_with_the_kernel(ns: Namespace, stack: TunStack) -> No
     our SYN has been written, so each side is in SYN-SENT when the other's SYN arrives."""
     states: list[str] = []
 
-    def tracer(rec: dict[str, Any]) -> None:
-        if rec.get("kind") == "state" and rec["conn"][1] == 40002:
+    def tracer(rec: Record) -> None:
+        if isinstance(rec, StateRecord) and rec.conn[1] == 40002:
             if not states:
-                states.append(str(rec["old"]))
-            states.append(str(rec["new"]))
+                states.append(rec.old)
+            states.append(rec.new)
 
     stack.host.tracer = tracer
     ksock = netns_socket(ns.name)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from synack.core.wire import ACK, SYN, Segment, build_packet
 from synack.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -29,7 +30,6 @@ from synack.pcap import (
     read_pcap,
     write_pcap,
 )
-from synack.wire import ACK, SYN, Segment, build_packet
 
 # ----------------------------------------------------------------------------- helpers
 

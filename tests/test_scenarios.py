@@ -28,11 +28,11 @@ from functools import cache
 import pytest
 
 from synack.cli import main
-from synack.connection import State
+from synack.core.records import State
+from synack.core.wire import ACK, FIN, RST, SYN, IPPacket
 from synack.render import sequence_diagram, timeline
 from synack.scenarios import SCENARIOS, ScenarioResult, run_scenario
 from synack.trace import PacketRecord, StateRecord, Trace
-from synack.wire import ACK, FIN, RST, SYN, IPPacket
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 TSHARK = "/usr/bin/tshark"

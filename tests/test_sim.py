@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synack.connection import Config, Connection, ConnectionReset, State
-from synack.host import Host, Listener
+from synack.core.connection import Config, Connection, ConnectionReset
+from synack.core.host import Host, Listener
+from synack.core.records import State
 from synack.sim import Link, Network, has_flags, segment_is
 from synack.trace import PacketRecord, Trace
 

@@ -16,7 +16,8 @@ import struct
 import pytest
 
 from synack import sockets
-from synack.connection import Config, State
+from synack.core.connection import Config
+from synack.core.records import State
 from synack.sim import Network, SimStack
 
 A4, B4, A6, B6 = "10.0.0.1", "10.0.0.2", "fd00::1", "fd00::2"

@@ -18,7 +18,8 @@ import pytest
 from pairstack import PairEnd, make_pair
 
 from synack import streams
-from synack.connection import Config, State
+from synack.core.connection import Config
+from synack.core.records import State
 
 A, B = "10.0.0.1", "10.0.0.2"
 WAIT = 10.0

@@ -13,19 +13,28 @@ from typing import Any
 
 import pytest
 
-from synack.connection import Config, Connection, State
-from synack.host import Host
+from synack.core.connection import Config, Connection
+from synack.core.host import Host
+from synack.core.records import (
+    TRANSITIONS,
+    Call,
+    Cause,
+    Drop,
+    DropRecord,
+    HostNote,
+    Note,
+    SegmentRecord,
+    State,
+    StateRecord,
+    Timer,
+    TimerAction,
+    TimerRecord,
+    UserCallRecord,
+)
+from synack.core.wire import ACK, Segment
 from synack.pcap import read_pcap
 from synack.sim import Network, segment_is
-from synack.trace import (
-    CallRecord,
-    HostDropRecord,
-    NoteRecord,
-    PacketRecord,
-    StateRecord,
-    TimerRecord,
-    Trace,
-)
+from synack.trace import PacketRecord, Trace
 
 TSHARK = "/usr/bin/tshark"
 
@@ -56,7 +65,7 @@ def lifecycle(seed: int = 0, **link: Any) -> tuple[Network, Trace, Connection, C
 def test_records_are_typed_frozen_and_in_time_order() -> None:
     _, tr, _, _ = lifecycle()
     kinds = {type(r) for r in tr}
-    assert {PacketRecord, StateRecord, TimerRecord, CallRecord, NoteRecord} <= kinds
+    assert {PacketRecord, StateRecord, TimerRecord, UserCallRecord, HostNote} <= kinds
     times = [r.t for r in tr]
     assert times == sorted(times) and times[0] == 0.0
     rec = tr.records[0]
@@ -71,7 +80,8 @@ def test_state_timelines() -> None:
     assert [(r.old, r.new) for r in client] == [
         ("CLOSED", "SYN-SENT"), ("SYN-SENT", "ESTABLISHED"), ("ESTABLISHED", "FIN-WAIT-1"),
         ("FIN-WAIT-1", "FIN-WAIT-2"), ("FIN-WAIT-2", "TIME-WAIT"), ("TIME-WAIT", "CLOSED")]
-    assert client[-1].why == "timeout=2MSL"
+    assert client[-1].why == "timeout=2MSL" and client[-1].transition.event is Cause.TIMEOUT_2MSL
+    assert all(r.transition in TRANSITIONS for r in client)  # the very arrows of the table
     assert client[-1].t - client[-2].t == pytest.approx(2.0)  # 2×MSL with the lab's MSL of 1 s
     (key, server), = tr.states("B").items()
     assert key == (s.local_addr, s.local_port, s.remote_addr, s.remote_port)
@@ -83,12 +93,13 @@ def test_state_timelines() -> None:
 
 def test_calls_timers_and_notes() -> None:
     _, tr, _, _ = lifecycle()
-    calls = [(r.host, r.call) for r in tr.of_kind("call") if isinstance(r, CallRecord)]
-    assert ("A", "OPEN active") in calls and ("A", "CLOSE") in calls and ("B", "CLOSE") in calls
+    calls = [(r.host, r.call) for r in tr.of_kind("call") if isinstance(r, UserCallRecord)]
+    assert ("A", Call.OPEN_ACTIVE) in calls and ("A", Call.CLOSE) in calls and ("B", Call.CLOSE) in calls
     timers = [r for r in tr.of_kind("timer") if isinstance(r, TimerRecord)]
-    assert [(r.host, r.timer, r.action) for r in timers] == [("A", "time-wait", "expired")]
+    assert [(r.host, r.timer, r.action) for r in timers] == [("A", Timer.TIME_WAIT, TimerAction.EXPIRED)]
     (listen,) = tr.of_kind("listen")
-    assert isinstance(listen, NoteRecord) and listen.detail == "*:80"
+    assert isinstance(listen, HostNote) and listen.note is Note.LISTEN
+    assert (listen.addr, listen.port) == ("*", 80)
 
 
 def test_jsonl_lines_parse_with_stable_keys(tmp_path: pathlib.Path) -> None:
@@ -200,20 +211,24 @@ def test_segments_with_their_fates() -> None:
     assert data[0].fate.t == pytest.approx(data[0].t + 0.01 + 0.25)
 
 
-def test_host_records_become_typed_records() -> None:
+def test_host_records_are_kept_as_they_are() -> None:
     tr = Trace()
-    tr.host_record({"t": 1.0, "host": "H", "kind": "in", "conn": ("a", 1, "b", 2), "seg": None})
-    tr.host_record({"t": 1.0, "host": "H", "kind": "out", "conn": ("a", 1, "b", 2), "seg": None})
+    key = ("a", 1, "b", 2)
+    seg = Segment(1, 2, 0, 0, ACK, 0)
+    tr.host_record(SegmentRecord(1.0, "H", key, False, seg))
+    tr.host_record(SegmentRecord(1.0, "H", key, True, seg))
     assert len(tr) == 0  # the network records segments itself, with their bytes
-    tr.host_record({"t": 1.0, "host": "H", "kind": "state", "conn": ("a", 1, "b", 2),
-                    "old": State.LISTEN, "new": State.SYN_RECEIVED, "why": "rcv SYN"})
-    tr.host_record({"t": 1.5, "host": "H", "kind": "drop", "reason": "bad_checksum: x"})
-    tr.host_record({"t": 2.0, "host": "H", "kind": "surprise", "b": 2, "a": "one"})
-    st, drop, other = tr.records
-    assert isinstance(st, StateRecord) and (st.old, st.new) == ("LISTEN", "SYN-RECEIVED")
-    assert isinstance(drop, HostDropRecord) and drop.kind == "host_drop" and drop.conn is None
-    assert isinstance(other, NoteRecord) and other.detail == "a=one b=2"
-    assert [json.loads(line)["kind"] for line in tr.jsonl()] == ["state", "host_drop", "surprise"]
+    arrow = next(t for t in TRANSITIONS if t.src is State.LISTEN and t.dst is State.SYN_RECEIVED)
+    st = StateRecord(1.0, "H", key, arrow)
+    drop = DropRecord(1.5, "H", None, Drop.BAD_CHECKSUM, "x")
+    tr.host_record(st)
+    tr.host_record(drop)
+    assert tr.records == [st, drop]
+    assert (st.old, st.new, st.why) == ("LISTEN", "SYN-RECEIVED", "rcv SYN")
+    assert drop.kind == "host_drop" and drop.text == "bad_checksum: x"
+    objs = [json.loads(line) for line in tr.jsonl()]
+    assert [o["kind"] for o in objs] == ["state", "host_drop"]
+    assert objs[0]["event"] == "RCV_SYN" and objs[1]["reason"] == "BAD_CHECKSUM"
 
 
 def test_bad_checksums_are_recorded_by_the_host_and_by_the_network() -> None:
@@ -225,8 +240,8 @@ def test_bad_checksums_are_recorded_by_the_host_and_by_the_network() -> None:
     a.connect("2001:db8::2", 80, 0.0)
     net.run(until=0.5)
     (host_drop,) = tr.of_kind("host_drop")
-    assert isinstance(host_drop, HostDropRecord) and host_drop.host == "B"
-    assert host_drop.reason.startswith("bad_checksum")
+    assert isinstance(host_drop, DropRecord) and host_drop.host == "B"
+    assert host_drop.reason is Drop.BAD_CHECKSUM and "bad TCP checksum" in host_drop.detail
     (corrupt,) = tr.packets("corrupt")
     (drop,) = tr.packets("drop")
     assert drop.packet == corrupt.packet != tr.packets("send")[0].packet

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import pytest
 from pipe import DropFn, Pipe
 
-from synack.connection import Config, Connection, State
-from synack.host import Host
-from synack.wire import ACK, FIN, SYN, IPPacket
+from synack.core.connection import Config, Connection
+from synack.core.host import Host
+from synack.core.records import State
+from synack.core.wire import ACK, FIN, SYN, IPPacket
 
 MB = 1_000_000
 A, B = "10.0.0.1", "10.0.0.2"

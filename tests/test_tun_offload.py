@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from synack.host import Host
+from synack.core.host import Host
+from synack.core.wire import Segment, WireError, build_packet, parse_packet
 from synack.pcap import PcapWriter, ip_packet, read_pcap
 from synack.tun import TunStack, _from_vnet
-from synack.wire import Segment, WireError, build_packet, parse_packet
 
 US, THEM = "10.77.0.2", "10.77.0.1"
 US6, THEM6 = "fd77::2", "fd77::1"

@@ -1,4 +1,4 @@
-"""Tests of :mod:`synack.wire`: sequence arithmetic, the TCP header and its options, IPv4/IPv6
+"""Tests of :mod:`synack.core.wire`: sequence arithmetic, the TCP header and its options, IPv4/IPv6
 packets, checksums and the tcpdump-style line.
 
 Requirement numbers refer to RFC 9293 (see /work/shared/ref/rfc9293-requirements.md). The fuzz
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synack.wire import (
+from synack.core.wire import (
     ACK,
     CWR,
     ECE,

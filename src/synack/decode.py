@@ -12,7 +12,7 @@ The input is text in one of three forms, recognised automatically:
   lines (or given as separate command-line arguments).
 
 Each packet is then recognised as an Ethernet frame, an IPv4/IPv6 packet or a bare TCP header,
-decoded with :mod:`synack.wire` (checksums are checked separately, so a bad one is reported
+decoded with :mod:`synack.core.wire` (checksums are checked separately, so a bad one is reported
 rather than fatal), and, when several packets are given, put in causal order per connection with
 the role of each one in the handshake, the data transfer or the close.
 
@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from synack import wire
+from synack.core import wire
 
 __all__ = [
     "Connection",

@@ -55,18 +55,8 @@ import statistics
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from synack.render import SeqNumbers
-from synack.trace import (
-    ConnKey,
-    HostDropRecord,
-    NoteRecord,
-    PacketRecord,
-    SegmentLine,
-    StateRecord,
-    TimerRecord,
-    Trace,
-)
-from synack.wire import (
+from synack.core.records import ConnKey, DropRecord, HostNote, StateRecord, Timer, TimerAction, TimerRecord
+from synack.core.wire import (
     ACK,
     FIN,
     RST,
@@ -86,6 +76,8 @@ from synack.wire import (
     format_tcpdump,
     parse_packet,
 )
+from synack.render import SeqNumbers
+from synack.trace import NoteRecord, PacketRecord, SegmentLine, Trace
 
 __all__ = ["GAP_UNITS", "ROW_PX", "UNIT_PX", "render_html"]
 
@@ -293,11 +285,11 @@ def _collect(trace: Trace, left: str, right: str, relative: bool) -> tuple[list[
                 corrupt[(r.pid, r.copy)] = r.reason
             elif r.kind == "deliver":
                 last_delivery[r.dst] = (r.t, (r.pid, r.copy))
-        elif isinstance(r, HostDropRecord) and r.host in last_delivery:
+        elif isinstance(r, DropRecord) and r.host in last_delivery:
             # A host's drop right after a delivery to it, at the same instant, is about that segment.
             t, key = last_delivery.pop(r.host)
             if t == r.t:
-                discarded[key] = r.reason
+                discarded[key] = r.text
 
     # Relative numbers as the text diagram reads them (one algorithm for both views).
     numbers = SeqNumbers(relative)
@@ -356,13 +348,14 @@ def _collect(trace: Trace, left: str, right: str, relative: bool) -> tuple[list[
                                      host=r.host))
         elif isinstance(r, TimerRecord):
             if r.host in cols and r.conn in conns[cols[r.host]] and not (
-                    r.timer == "time-wait" and r.action == "expired"):
-                if r.action.startswith("retransmission"):
-                    text = "timeout → " + r.action
+                    r.timer is Timer.TIME_WAIT and r.action is TimerAction.EXPIRED):
+                count = f" #{r.count}" if r.count else ""
+                if r.action is TimerAction.RETRANSMIT:
+                    text = f"timeout → {r.action.value}{count}"
                 else:
-                    text = f"{r.timer} timer: {r.action}"
+                    text = f"{r.timer.value} timer: {r.action.value}{count}"
                 events.append(_Event(r.t, n, "note", cols[r.host], text=text, host=r.host))
-        elif isinstance(r, NoteRecord) and r.host in cols and r.kind in _NOTE_KINDS:
+        elif isinstance(r, (NoteRecord, HostNote)) and r.host in cols and r.kind in _NOTE_KINDS:
             text = {"crash": "crashed", "restart": "restarted", "heal": "healed"}.get(r.kind, "")
             if not text:
                 text = f"{r.kind} {r.detail}" if r.kind in ("listen", "unlisten") else r.kind

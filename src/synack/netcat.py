@@ -40,7 +40,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from synack import streams
-from synack.connection import Config, State
+from synack.core.connection import Config
+from synack.core.host import HostTracer
+from synack.core.records import Record, State, StateRecord
 from synack.tun import TunError, TunStack
 
 __all__ = ["add_parser", "chargen_block", "run_nc", "run_serve"]
@@ -149,7 +151,7 @@ def _check_addresses(args: argparse.Namespace) -> tuple[str, str]:
     return str(ours), spec
 
 
-def _make_stack(args: argparse.Namespace, tracer: Callable[[dict[str, Any]], None] | None) -> TunStack:
+def _make_stack(args: argparse.Namespace, tracer: HostTracer | None) -> TunStack:
     addr, peer = _check_addresses(args)
     try:
         return TunStack(addresses=(addr,), kernel_addresses=(peer,), ifname=args.tun, netns=args.netns,
@@ -177,13 +179,13 @@ def _peer(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def state_printer(write: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
+def state_printer(write: Callable[[str], None]) -> HostTracer:
     """A host tracer printing one line per state change: time, peer, OLD -> NEW."""
 
-    def tracer(rec: dict[str, Any]) -> None:
-        if rec.get("kind") == "state":
-            _la, _lp, ra, rp = rec["conn"]
-            write(f"{_clock()} {_peer(ra, rp)} {rec['old']} -> {rec['new']}")
+    def tracer(rec: Record) -> None:
+        if isinstance(rec, StateRecord):
+            _la, _lp, ra, rp = rec.conn
+            write(f"{_clock()} {_peer(ra, rp)} {rec.old} -> {rec.new}")
 
     return tracer
 

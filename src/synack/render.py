@@ -31,17 +31,23 @@ import textwrap
 from collections.abc import Iterable
 from typing import Final
 
-from synack.trace import (
-    CallRecord,
+from synack.core.records import (
+    Call,
+    Cause,
     ConnKey,
-    HostDropRecord,
-    NoteRecord,
-    PacketRecord,
+    Drop,
+    DropRecord,
+    HostNote,
+    Note,
+    ResetRecord,
     StateRecord,
+    Timer,
+    TimerAction,
     TimerRecord,
-    Trace,
+    UserCallRecord,
 )
-from synack.wire import ACK, FIN, RST, SYN, URG, IPPacket, Segment, WireError, parse_packet
+from synack.core.wire import ACK, FIN, RST, SYN, URG, IPPacket, Segment, WireError, parse_packet
+from synack.trace import NoteRecord, PacketRecord, Trace
 
 __all__ = ["segment_text", "sequence_diagram", "timeline"]
 
@@ -52,12 +58,7 @@ _NEAR: Final = 1 << 20  # how far below an ISN a number may be and still be read
 _CTL_ORDER: Final = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (URG, "URG"), (ACK, "ACK"))
 
 # Comments for user calls and timers, in the RFC's parenthesised style.
-_CALLS: Final = {"CLOSE": "(Close)", "ABORT": "(Abort)"}
-# A transition that needs no comment: what the main arrows of the state diagram say anyway.
-_NORMAL_WHY: Final = frozenset((
-    "active OPEN", "passive OPEN", "rcv SYN", "rcv SYN,ACK", "rcv ACK of SYN", "CLOSE", "rcv FIN",
-    "rcv ACK of FIN", "timeout=2MSL", "rcv SYN (simultaneous open)", "CLOSE (queued in SYN-RECEIVED)",
-))
+_CALLS: Final = {Call.CLOSE: "(Close)", Call.ABORT: "(Abort)"}
 
 Direction = tuple[str, int, str, int]
 _REFIN: Final = "a retransmitted FIN in TIME-WAIT"
@@ -67,22 +68,25 @@ def _signed(a: int) -> int:
     return ((a + _HALF) & _MASK) - _HALF
 
 
-def _timer_comment(timer: str, action: str) -> str:
-    if timer == "time-wait":
-        return "(2 MSL)" if action == "expired" else f"(2 MSL: {action})"
-    if timer == "retransmit":
-        if action.startswith("retransmission #"):
-            return f"(retransmit {action[len('retransmission '):]})"
-        return f"(retransmit: {action})"
-    if timer == "keepalive":
-        if action.startswith("probe #"):
-            return f"(keep-alive {action[len('probe '):]})"
-        return "(keep-alive: no answer)" if action == "peer dead" else f"(keep-alive: {action})"
-    if timer == "fin-wait-2":
+def _timer_comment(rec: TimerRecord) -> str:
+    timer, action = rec.timer, rec.action
+    if timer is Timer.TIME_WAIT:
+        return "(2 MSL)" if action is TimerAction.EXPIRED else f"(2 MSL: {action.value})"
+    if timer is Timer.RETRANSMIT:
+        if action is TimerAction.RETRANSMIT:
+            return f"(retransmit #{rec.count})"
+        return f"(retransmit: {action.value})"
+    if timer is Timer.KEEPALIVE:
+        if action is TimerAction.PROBE:
+            return f"(keep-alive #{rec.count})"
+        if action is TimerAction.PEER_DEAD:
+            return "(keep-alive: no answer)"
+        return f"(keep-alive: {action.value})"
+    if timer is Timer.FIN_WAIT_2:
         return "(FIN-WAIT-2 timeout)"
-    if timer == "persist":
-        return "(window probe)" if action == "probe" else f"(persist: {action})"
-    return f"({timer}: {action})"
+    if timer is Timer.PERSIST:
+        return "(window probe)" if action is TimerAction.PROBE else f"(persist: {action.value})"
+    return f"({timer.value}: {action.value})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,13 +228,6 @@ class _View:
         return "LISTEN" if self.listening else "CLOSED"
 
 
-def _port(detail: str) -> int | None:
-    try:
-        return int(detail.rsplit(":", 1)[1])
-    except (IndexError, ValueError):
-        return None
-
-
 class _Builder:
     """Pass 1: turn the records of the two ends into lines, with states and comments."""
 
@@ -302,14 +299,12 @@ class _Builder:
 
     def record(self, i: int, rec: object) -> None:
         ends = self.ends
-        if isinstance(rec, NoteRecord) and rec.kind in ("listen", "unlisten"):
+        if isinstance(rec, HostNote):
             if rec.host in self.views:
-                port = _port(rec.detail)
-                if port is not None:
-                    if rec.kind == "listen":
-                        self.views[rec.host].listening.add(port)
-                    else:
-                        self.views[rec.host].listening.discard(port)
+                if rec.note is Note.LISTEN:
+                    self.views[rec.host].listening.add(rec.port)
+                else:
+                    self.views[rec.host].listening.discard(rec.port)
             return
         if isinstance(rec, PacketRecord):
             if rec.src not in ends or rec.dst not in ends:
@@ -332,7 +327,7 @@ class _Builder:
                 view.pend(rec.t)
                 view.pending_trans.append(rec)
             return
-        if isinstance(rec, CallRecord):
+        if isinstance(rec, UserCallRecord):
             comment = _CALLS.get(rec.call)
             if rec.host in self.views and comment is not None:
                 self.start(rec.t)
@@ -345,30 +340,30 @@ class _Builder:
                 return
             self.start(rec.t)
             view = self.views[rec.host]
-            if rec.timer == "time-wait" and rec.action == "restart" and view.attach is not None:
+            if rec.timer is Timer.TIME_WAIT and rec.action is TimerAction.RESTART and view.attach is not None:
                 view.attach[0].post.append(f"{rec.host}: {_REFIN}: ACK it again, restart the 2 MSL timer")
                 return
             self.close_window(rec.host)
             view.pend(rec.t)
-            view.pending_pre.append(_timer_comment(rec.timer, rec.action))
+            view.pending_pre.append(_timer_comment(rec))
             return
-        if isinstance(rec, HostDropRecord):
+        if isinstance(rec, DropRecord):
             view_or_none = self.views.get(rec.host)
             if view_or_none is not None and view_or_none.attach is not None:
                 post = view_or_none.attach[0].post
-                if not (rec.reason.startswith("unacceptable segment") and any(_REFIN in p for p in post)):
-                    post.append(f"{rec.host}: {rec.reason}")
+                if not (rec.reason is Drop.UNACCEPTABLE and any(_REFIN in p for p in post)):
+                    post.append(f"{rec.host}: {rec.text}")
+            return
+        if isinstance(rec, ResetRecord):
+            answering = self.views.get(rec.host)
+            if answering is not None and answering.attach is not None:
+                answering.attach[0].post.append(f"{rec.host}: {rec.reason.value}: answer with RST")
             return
         if isinstance(rec, NoteRecord):
             self.note(i, rec)
 
     def note(self, i: int, rec: NoteRecord) -> None:
         kind = rec.kind
-        if kind == "reset":
-            view = self.views.get(rec.host)
-            if view is not None and view.attach is not None:
-                view.attach[0].post.append(f"{rec.host}: {rec.detail or 'no connection'}: answer with RST")
-            return
         if kind == "inject":
             if rec.host in self.views:
                 self.inject[rec.host] = rec.detail
@@ -597,7 +592,7 @@ def _transition_note(host: str, recs: list[StateRecord]) -> str | None:
         recs = recs[1:]  # a listener's child is born in LISTEN: not worth a word
     if not recs:
         return None
-    unusual = [r for r in recs if r.why not in _NORMAL_WHY]
+    unusual = [r for r in recs if not r.transition.main or r.detail]
     if len(recs) < 2 and not unusual:
         return None
     path = " -> ".join([recs[0].old] + [r.new for r in recs])
@@ -720,7 +715,7 @@ def timeline(trace: Trace, hosts: Iterable[str]) -> str:
             inc.recs.append(r)
             if r.new == "CLOSED" or (r.new == "LISTEN" and r.old == "SYN-RECEIVED"):
                 del open_conn[(r.host, r.conn)]
-        elif isinstance(r, NoteRecord) and r.host in names:
+        elif isinstance(r, (NoteRecord, HostNote)) and r.host in names:
             if r.kind == "crash":
                 for (h, ck), inc in list(open_conn.items()):
                     if h == r.host:
@@ -749,7 +744,7 @@ def timeline(trace: Trace, hosts: Iterable[str]) -> str:
         for inc in conns.get(name, []):
             out.append(f"  {_fmt_conn(inc.key)}")
             recs = inc.recs
-            if len(recs) > 1 and recs[0].new == "LISTEN" and recs[0].why == "passive OPEN" \
+            if len(recs) > 1 and recs[0].new == "LISTEN" and recs[0].transition.event is Cause.PASSIVE_OPEN \
                     and recs[1].t == recs[0].t:
                 recs = recs[1:]  # a listener's child: born in LISTEN and SYN-RECEIVED at once
             for k, r in enumerate(recs):

@@ -1,9 +1,9 @@
 """The textbook scenarios of TCP connection management, run on the simulated network and explained.
 
 Each scenario is a short script against the public API of the simulator (:mod:`synack.sim`) and
-the core (:mod:`synack.host`, :mod:`synack.connection`): two hosts, ``A`` (10.0.0.1, usually the
+the core (:mod:`synack.core.host`, :mod:`synack.core.connection`): two hosts, ``A`` (10.0.0.1, usually the
 client) and ``B`` (10.0.0.2, usually the server), joined by a link with 10 ms of delay, using the
-lab configuration (:meth:`~synack.connection.Config.lab`: no delayed ACK, MSL 1 s unless
+lab configuration (:meth:`~synack.core.connection.Config.lab`: no delayed ACK, MSL 1 s unless
 ``msl`` says otherwise). Nothing is canned: the diagram is drawn from what the hosts actually did.
 A run is deterministic for a given ``seed`` (it sets the hosts' ISN secrets and ephemeral ports).
 
@@ -21,16 +21,18 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
-from synack.connection import Config, Connection, RemoteError, State, TcpError
-from synack.host import AddressInUse, Host, Listener
+from synack.core.connection import Config, Connection, RemoteError, TcpError
+from synack.core.host import AddressInUse, Host, Listener
+from synack.core.records import Cause, ConnKey, State, Transition
+from synack.core.wire import SYN, Mss, Segment, build_packet
 from synack.render import sequence_diagram, timeline
 from synack.sim import Network, segment_is
-from synack.trace import ConnKey, NoteRecord, Trace
-from synack.wire import SYN, Mss, Segment, build_packet
+from synack.trace import NoteRecord, Trace
 
 __all__ = [
     "SCENARIOS",
@@ -668,9 +670,24 @@ def connect_refused(seed: int = 0, msl: float = 1.0) -> ScenarioResult:
         out.""")
 
 
+# The broken rule's arrow: SYN-RECEIVED -> ESTABLISHED on the SYN itself, no ACK awaited. Not in
+# synack.core.records.TRANSITIONS; only the two-way connection below declares it.
+_TWO_WAY: Final = Transition(State.SYN_RECEIVED, State.ESTABLISHED, Cause.RCV_SYN, main=False)
+
+
+class _TwoWayConnection(Connection):
+    """A TCB whose transition table has the two-way handshake's arrow."""
+
+    __slots__ = ()
+    transitions: ClassVar[Mapping[tuple[State, State, Cause], Transition]] = MappingProxyType(
+        {**Connection.transitions, (_TWO_WAY.src, _TWO_WAY.dst, _TWO_WAY.event): _TWO_WAY})
+
+
 class _TwoWayHost(Host):
     """A deliberately broken TCP for why-three-way: its listener treats a SYN alone as establishing
     the connection (a two-way handshake) and hands it to the application at once. Not TCP."""
+
+    connection_class = _TwoWayConnection
 
     def _listener_input(self, lst: Listener, key: ConnKey, src: str, seg: Segment, now: float) -> None:
         super()._listener_input(lst, key, src, seg, now)
@@ -678,7 +695,7 @@ class _TwoWayHost(Host):
         if conn is not None and conn.state is State.SYN_RECEIVED:
             # The broken rule: no ACK of our SYN is awaited. SYN-RECEIVED -> ESTABLISHED is an arrow
             # of the state diagram; this host takes it without the event that should trigger it.
-            conn._set_state(State.ESTABLISHED, "rcv SYN (two-way handshake: no ACK awaited)")
+            conn._set_state(_TWO_WAY, "rcv SYN (two-way handshake: no ACK awaited)")
             conn._established(now)
             self._after(conn)
 

@@ -1,7 +1,7 @@
 """A deterministic simulated network: many hosts, links with faults, and a virtual clock.
 
 The simulator is a driver in the sense of the architecture: it owns the clock and moves the bytes,
-the hosts (:class:`~synack.host.Host`, sans-IO) do the TCP. One heap holds every future event —
+the hosts (:class:`~synack.core.host.Host`, sans-IO) do the TCP. One heap holds every future event —
 a packet arriving, a host's next timer, a scripted user action — and time jumps straight to the
 earliest; nothing sleeps and no wall clock is read.
 
@@ -38,7 +38,7 @@ links, and their next timer is (re)scheduled. A user call made between steps (``
 ``host.connect`` ...) is picked up by the flush at the start of the next step, or by
 :meth:`Network.flush`.
 
-Crashes: :meth:`Network.crash` replaces the host by a fresh :class:`~synack.host.Host` with the
+Crashes: :meth:`Network.crash` replaces the host by a fresh :class:`~synack.core.host.Host` with the
 same name, addresses, configuration and MTU (and a new ISN secret): every connection, listener and
 port binding is forgotten. The host stays down — packets to it are dropped (``host down``), its
 own output is dropped and its timers do not run — until :meth:`Network.restart`; restart is
@@ -56,15 +56,13 @@ import hashlib
 import heapq
 import ipaddress
 import random
-import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from synack.connection import Config, Connection
-from synack.host import Host
-from synack.trace import NoteRecord, PacketRecord, Trace
-from synack.wire import (
+from synack.core.connection import Config, Connection
+from synack.core.host import Host
+from synack.core.wire import (
     ACK,
     FIN,
     RST,
@@ -73,11 +71,13 @@ from synack.wire import (
     Nop,
     Segment,
     Timestamps,
+    address_text,
     build_packet,
     encode_options,
     parse_options,
     parse_packet,
 )
+from synack.trace import NoteRecord, PacketRecord, Trace
 
 __all__ = [
     "Fault",
@@ -280,7 +280,7 @@ class Network:
         for a in addrs:
             packed = ipaddress.ip_address(a).packed
             self._routes[packed] = name
-            text = socket.inet_ntoa(packed) if len(packed) == 4 else socket.inet_ntop(socket.AF_INET6, packed)
+            text = address_text(packed)
             if text == a:
                 self._text_routes[a] = name
         host = self._make_host(name, spec)

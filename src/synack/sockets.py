@@ -1,4 +1,4 @@
-"""Blocking, socket-like access to a synack :class:`~synack.host.Host`, mirroring the standard
+"""Blocking, socket-like access to a synack :class:`~synack.core.host.Host`, mirroring the standard
 library's :mod:`socket` (on Linux) call for call, option for option and errno for errno.
 
 A *stack* is whatever drives the host — the TUN driver (:class:`synack.tun.TunStack`, real time)
@@ -63,7 +63,7 @@ from socket import (
 from types import TracebackType
 from typing import Any, Final, Protocol
 
-from synack.connection import (
+from synack.core.connection import (
     Config,
     Connection,
     ConnectionAborted,
@@ -76,10 +76,10 @@ from synack.connection import (
     LocalError,
     NoConnection,
     RemoteError,
-    State,
     TcpError,
 )
-from synack.host import AddressInUse, AddressNotAvailable, Host, Listener, Reservation
+from synack.core.host import AddressInUse, AddressNotAvailable, Host, Listener, Reservation
+from synack.core.records import State
 
 __all__ = [
     "AF_INET",

@@ -1,8 +1,9 @@
 """The TCP state diagram, drawn from the core's transition table.
 
-Everything here is generated from :data:`synack.connection.TRANSITIONS`, so the picture cannot drift
-from the code: text (one block per state, like the arrows of RFC 9293 Figure 5), Graphviz DOT, and a
-self-contained SVG laid out like the RFC's figure (positions are the only hand-written data).
+Everything here is generated from :data:`synack.core.records.TRANSITIONS` (merged into one arrow
+per pair of states by :func:`~synack.core.records.diagram_arrows`), so the picture cannot drift
+from the code: text (one block per state, like the arrows of RFC 9293 Figure 5), Graphviz DOT, and
+a self-contained SVG laid out like the RFC's figure (positions are the only hand-written data).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import html
 import math
 
-from synack.connection import TRANSITIONS, State, Transition
+from synack.core.records import Arrow, State, diagram_arrows
 
 __all__ = ["add_parser", "to_dot", "to_svg", "to_text"]
 
@@ -35,21 +36,22 @@ _CLOSED_LOW = (640, 760)
 _UPPER = frozenset((State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED))
 
 
-def _pos(t: Transition, end: State) -> tuple[int, int]:
+def _pos(t: Arrow, end: State) -> tuple[int, int]:
     if end is State.CLOSED and t.src not in _UPPER:
         return _CLOSED_LOW
     return _POS[end]
 
 
-def _label(t: Transition) -> str:
-    return f"{t.event} / {t.action}" if t.action else t.event
+def _label(t: Arrow) -> str:
+    return f"{t.label} / {t.action}" if t.action else t.label
 
 
 def to_text(*, include_aborts: bool = False) -> str:
     """Each state and its outgoing arrows: ``  rcv SYN / snd SYN,ACK  -->  SYN-RECEIVED``."""
-    lines = ["TCP connection states (RFC 9293 §3.3.2), generated from synack.connection.TRANSITIONS", ""]
+    lines = ["TCP connection states (RFC 9293 §3.3.2), generated from synack.core.records.TRANSITIONS", ""]
+    arrows = diagram_arrows()
     for st in State:
-        outs = [t for t in TRANSITIONS if t.src is st and (t.main or include_aborts)]
+        outs = [t for t in arrows if t.src is st and (t.main or include_aborts)]
         lines.append(st.value)
         if not outs:
             lines.append("    (no transitions)")
@@ -69,7 +71,7 @@ def to_dot(*, include_aborts: bool = False) -> str:
            '  edge [fontname="Helvetica", fontsize=10];']
     for st in State:
         out.append(f'  "{st.value}";')
-    for t in TRANSITIONS:
+    for t in diagram_arrows():
         if not (t.main or include_aborts):
             continue
         style = "" if t.main else ", style=dashed, color=gray40"
@@ -91,7 +93,7 @@ def to_svg(*, include_aborts: bool = False) -> str:
     ]
     seen: dict[tuple[State, State], int] = {}
     labels: list[str] = []
-    for t in TRANSITIONS:
+    for t in diagram_arrows():
         if not (t.main or include_aborts):
             continue
         x1, y1 = _pos(t, t.src)

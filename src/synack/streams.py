@@ -25,7 +25,7 @@ readable the driver feeds every ready packet to the host; one ``loop.call_at`` t
 to ``host.next_deadline()`` after every flush; every user call (``write``, ``close``, reading
 that opens the window) schedules one flush with ``call_soon``, so many writes in one loop
 iteration cost one pass. After input, a timer or a user call, the driver hands each connection's
-news (its :class:`~synack.connection.Event` list, drained) to its transport, then writes what the
+news (its :class:`~synack.core.connection.Event` list, drained) to its transport, then writes what the
 host has to send.
 
 Flow control, as the kernel's socket transports do it
@@ -47,7 +47,7 @@ Flow control, as the kernel's socket transports do it
 
 Differences from kernel sockets: addresses are IP literals (no name resolution), there is no
 file descriptor (``get_extra_info("socket")`` is None; ``"connection"`` is the synack
-:class:`~synack.connection.Connection`), and the simulator has no asyncio adapter (its clock is
+:class:`~synack.core.connection.Connection`), and the simulator has no asyncio adapter (its clock is
 virtual; use :mod:`synack.sockets` there).
 """
 
@@ -63,8 +63,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, Protocol
 
-from synack.connection import Config, Connection, ConnectionAborted, LocalError, State, TcpError
-from synack.host import Host, Listener, Reservation
+from synack.core.connection import Config, Connection, ConnectionAborted, LocalError, TcpError
+from synack.core.host import Host, Listener, Reservation
+from synack.core.records import State
 from synack.sockets import to_oserror
 
 __all__ = [

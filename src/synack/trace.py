@@ -3,14 +3,16 @@
 A :class:`Trace` is a list of frozen records written by two sources:
 
 * the network (:mod:`synack.sim`): every packet sent, delivered, dropped (and why), duplicated,
-  held back or corrupted, as :class:`PacketRecord`; host crashes, restarts and partitions as
-  :class:`NoteRecord`;
-* the hosts, through :meth:`Trace.host_record` installed as each :class:`~synack.host.Host`'s
-  tracer: every state change (:class:`StateRecord`), timer firing (:class:`TimerRecord`), user
-  call (:class:`CallRecord`) and drop inside a host (:class:`HostDropRecord`).
+  held back or corrupted, as :class:`PacketRecord`; host crashes, restarts, partitions, injected
+  packets and a scenario's comments as :class:`NoteRecord`;
+* the hosts, through :meth:`Trace.host_record` installed as each :class:`~synack.core.host.Host`'s
+  tracer: the typed records of :mod:`synack.core.records` — state changes (``StateRecord``, with
+  the :class:`~synack.core.records.Transition` taken), timers (``TimerRecord``), user calls
+  (``UserCallRecord``), drops (``DropRecord``), loss recovery (``RecoveryRecord``), RSTs for
+  strays (``ResetRecord``) and listeners (``HostNote``).
 
-The hosts' own "in" and "out" records are not kept: the network's ``deliver`` and ``send`` records
-describe the same segments, with the packet bytes.
+The hosts' segment records are not kept: the network's ``deliver`` and ``send`` records describe
+the same segments, with the packet bytes.
 
 Record kinds (the ``kind`` field):
 
@@ -26,12 +28,15 @@ Record kinds (the ``kind`` field):
                 ``reorder`` or ``scripted``
 ``corrupt``     the link flipped one bit of the TCP segment (``reason`` says which);
                 ``packet`` is the corrupted copy
-``state``       a connection changed state (``old`` → ``new``, ``why``)
-``timer``       a connection's timer fired (``timer``, ``action``)
-``call``        a user call on a connection (``call``: ``OPEN active``, ``CLOSE``, ``ABORT`` ...)
-``host_drop``   a host discarded a segment (``reason``; ``conn`` is None for host-level drops)
-others          :class:`NoteRecord`: ``listen``, ``unlisten``, ``reset`` (a host answered a segment
-                for no connection), ``crash``, ``restart``, ``partition``, ``heal`` ...
+``state``       a connection changed state (``transition``: source, destination, event)
+``timer``       a connection's timer fired (``timer``, ``action``, ``count``)
+``call``        a user call on a connection (``call``)
+``host_drop``   a connection or a host discarded a segment (``reason``, a ``Drop``)
+``recovery``    loss recovery entered, rescued or ended
+``reset``       a host answered a segment for no connection with a RST
+``listen``      a host started (``unlisten``: stopped) listening
+others          :class:`NoteRecord`: ``crash``, ``restart``, ``partition``, ``heal``, ``inject``,
+                ``comment``
 ==============  ==================================================================================
 
 Exports: JSON lines (one object per record, keys in a fixed order, packet bytes in hex) and pcap
@@ -48,25 +53,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TextIO
 
+from synack.core.records import (
+    ConnKey,
+    DropRecord,
+    HostNote,
+    RecoveryRecord,
+    ResetRecord,
+    SegmentRecord,
+    StateRecord,
+    TimerRecord,
+    UserCallRecord,
+)
+from synack.core.wire import IPPacket, WireError, format_tcpdump, parse_packet
 from synack.pcap import PcapWriter
-from synack.wire import IPPacket, WireError, format_tcpdump, parse_packet
 
 __all__ = [
-    "CallRecord",
     "ConnKey",
     "Fate",
-    "HostDropRecord",
     "NoteRecord",
     "PacketRecord",
     "Record",
     "SegmentLine",
-    "StateRecord",
-    "TimerRecord",
     "Trace",
 ]
-
-ConnKey = tuple[str, int, str, int]
-"""A connection as (local address, local port, remote address, remote port)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +99,7 @@ class PacketRecord:
     @property
     def parsed(self) -> IPPacket:
         """The packet parsed without checking checksums (a corrupted copy parses as far as it can;
-        a header that no longer parses raises :class:`~synack.wire.WireError`)."""
+        a header that no longer parses raises :class:`~synack.core.wire.WireError`)."""
         return parse_packet(self.packet, verify=False)
 
     @property
@@ -108,75 +117,10 @@ class PacketRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class StateRecord:
-    """A state change of connection ``conn`` on ``host``, with the RFC's name of the event."""
-
-    t: float
-    kind: str
-    host: str
-    conn: ConnKey
-    old: str
-    new: str
-    why: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "kind": self.kind, "host": self.host, "conn": list(self.conn),
-                "old": self.old, "new": self.new, "why": self.why}
-
-
-@dataclass(frozen=True, slots=True)
-class TimerRecord:
-    """A timer of connection ``conn`` fired (``timer``: retransmit, time-wait, keepalive ...)."""
-
-    t: float
-    kind: str
-    host: str
-    conn: ConnKey
-    timer: str
-    action: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "kind": self.kind, "host": self.host, "conn": list(self.conn),
-                "timer": self.timer, "action": self.action}
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """A user call on connection ``conn``."""
-
-    t: float
-    kind: str
-    host: str
-    conn: ConnKey
-    call: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "kind": self.kind, "host": self.host, "conn": list(self.conn),
-                "call": self.call}
-
-
-@dataclass(frozen=True, slots=True)
-class HostDropRecord:
-    """A host discarded a segment; ``conn`` is None when no connection was involved (a bad
-    checksum, a RST for no connection, a full backlog ...)."""
-
-    t: float
-    kind: str
-    host: str
-    conn: ConnKey | None
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "kind": self.kind, "host": self.host,
-                "conn": None if self.conn is None else list(self.conn), "reason": self.reason}
-
-
-@dataclass(frozen=True, slots=True)
 class NoteRecord:
-    """Anything else about a host: ``listen``/``unlisten`` (``detail`` = address:port), ``reset``
-    (a RST for a segment that had no connection; ``detail`` = why), ``crash``, ``restart``,
-    ``partition``, ``heal``, and any record kind a host invents later (``detail`` lists its
-    fields)."""
+    """What the network did to a host or a link: ``crash``, ``restart``, ``partition``,
+    ``heal``, ``inject`` (``detail``: the label of the injected packet), ``comment`` (a
+    scenario's words)."""
 
     t: float
     kind: str
@@ -187,7 +131,8 @@ class NoteRecord:
         return {"t": self.t, "kind": self.kind, "host": self.host, "detail": self.detail}
 
 
-Record = PacketRecord | StateRecord | TimerRecord | CallRecord | HostDropRecord | NoteRecord
+Record = (PacketRecord | NoteRecord | StateRecord | TimerRecord | UserCallRecord | DropRecord | RecoveryRecord
+          | ResetRecord | HostNote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +163,8 @@ class SegmentLine(NamedTuple):
     fate: Fate
 
 
-_HOST_SKIPPED = frozenset(("in", "out"))
+HostRecord = (StateRecord | TimerRecord | UserCallRecord | DropRecord | RecoveryRecord | SegmentRecord
+              | ResetRecord | HostNote)
 
 
 class Trace:
@@ -250,31 +196,11 @@ class Trace:
     # The hosts' side
     # -------------------------------------------------------------------------------------
 
-    def host_record(self, rec: dict[str, Any]) -> None:
-        """A :class:`~synack.host.Host` tracer: turn the host's dict record into a typed one."""
-        kind = rec["kind"]
-        if kind in _HOST_SKIPPED:
-            return
-        t = rec["t"]
-        host = rec["host"]
-        conn = rec.get("conn")
-        out: Record
-        if kind == "state" and conn is not None:
-            out = StateRecord(t, kind, host, conn, str(rec["old"]), str(rec["new"]), rec["why"])
-        elif kind == "timer" and conn is not None:
-            out = TimerRecord(t, kind, host, conn, rec["timer"], rec["action"])
-        elif kind == "call" and conn is not None:
-            out = CallRecord(t, kind, host, conn, rec["call"])
-        elif kind == "drop":
-            out = HostDropRecord(t, "host_drop", host, conn, rec["reason"])
-        elif kind == "reset":
-            out = NoteRecord(t, kind, host, str(rec.get("reason", "")))
-        elif kind in ("listen", "unlisten"):
-            out = NoteRecord(t, kind, host, f"{rec.get('addr', '*')}:{rec.get('port', '')}")
-        else:
-            rest = {k: v for k, v in rec.items() if k not in ("t", "host", "kind")}
-            out = NoteRecord(t, kind, host, " ".join(f"{k}={rest[k]}" for k in sorted(rest)))
-        self.records.append(out)
+    def host_record(self, rec: HostRecord) -> None:
+        """A :class:`~synack.core.host.Host` tracer: keep the host's typed record (its
+        segment records are left out: the network's ``send``/``deliver`` describe them)."""
+        if not isinstance(rec, SegmentRecord):
+            self.records.append(rec)
 
     # -------------------------------------------------------------------------------------
     # Export

@@ -1,4 +1,4 @@
-"""Run a synack :class:`~synack.host.Host` against the real Linux kernel through a TUN device.
+"""Run a synack :class:`~synack.core.host.Host` against the real Linux kernel through a TUN device.
 
 The kernel sees a point-to-point interface (say ``synack0``) that carries its own address
 (``10.77.0.1/24``, ``fd77::1/64``); synack's host owns addresses on the far side of it
@@ -85,10 +85,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any, Final, TypeVar
 
-from synack.connection import Config
-from synack.host import Host, HostTracer
+from synack.core.connection import Config
+from synack.core.host import Host, HostTracer
+from synack.core.wire import Segment, build_packet, internet_checksum
 from synack.pcap import PcapWriter
-from synack.wire import Segment, build_packet, internet_checksum
 
 __all__ = [
     "TunDevice",

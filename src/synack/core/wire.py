@@ -16,10 +16,11 @@ byte offset; no ``IndexError`` or ``struct.error`` escapes from a parser.
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final, TypeVar
 
 __all__ = [
@@ -45,19 +46,22 @@ __all__ = [
     "UnknownOption",
     "WindowScale",
     "WireError",
-    "address_family",
+    "address_text",
     "build_ip_packet",
     "build_packet",
     "build_segment",
     "describe_option",
     "encode_options",
     "flag_names",
+    "format_segment",
     "format_tcpdump",
     "internet_checksum",
+    "pack_address",
     "parse_options",
     "parse_packet",
     "parse_segment",
     "pseudo_header",
+    "segment_acceptable",
     "seq_add",
     "seq_diff",
     "seq_ge",
@@ -115,18 +119,49 @@ def seq_in_window(x: int, start: int, size: int) -> bool:
     return ((x - start) & _SEQ_MASK) < size
 
 
+def segment_acceptable(seg_seq: int, seg_len: int, rcv_nxt: int, rcv_wnd: int, *, rst: bool = False) -> bool:
+    """RFC 9293 §3.10.7.4 Table 6, the segment acceptability test:
+
+    ======  ======  ================================================================
+    SEG.LEN RCV.WND test
+    ======  ======  ================================================================
+    0       0       SEG.SEQ = RCV.NXT
+    0       >0      RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND
+    >0      0       not acceptable
+    >0      >0      RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND
+                    or RCV.NXT =< SEG.SEQ+SEG.LEN-1 < RCV.NXT+RCV.WND
+    ======  ======  ================================================================
+
+    One widening, for the problem RFC 9293 Appendix A.2 describes: an empty segment whose
+    SEG.SEQ is exactly RCV.NXT+RCV.WND is acceptable. A peer that has filled our window sends
+    its ACKs with SEG.SEQ = its SND.NXT = our right edge; by the letter of the table each of them
+    is unacceptable and draws an ACK, and when both ends sit at each other's right edge those
+    ACKs answer each other once per round trip (an "ACK war"). Linux accepts them the same way.
+    Not for a RST (``rst``): RFC 5961 §3.2 drops a RST outside the window silently."""
+    if seg_len == 0:
+        if rcv_wnd == 0:
+            return seg_seq == rcv_nxt
+        off = (seg_seq - rcv_nxt) & _SEQ_MASK
+        return off < rcv_wnd or (off == rcv_wnd and not rst)
+    if rcv_wnd == 0:
+        return False
+    return seq_in_window(seg_seq, rcv_nxt, rcv_wnd) or seq_in_window(seg_seq + seg_len - 1, rcv_nxt, rcv_wnd)
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
 
 
 class WireError(ValueError):
-    """A packet or header that cannot be parsed. ``offset`` is the byte where the problem is."""
+    """A packet or header that cannot be parsed. ``offset`` is the byte where the problem is;
+    ``checksum`` is True when the only fault is a checksum that does not match (MUST-3)."""
 
-    def __init__(self, message: str, offset: int) -> None:
+    def __init__(self, message: str, offset: int, *, checksum: bool = False) -> None:
         super().__init__(f"{message} (at byte {offset})")
         self.reason = message
         self.offset = offset
+        self.checksum = checksum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,9 +500,9 @@ def internet_checksum(data: bytes) -> int:
 def pseudo_header(src: str, dst: str, tcp_length: int) -> bytes:
     """The pseudo-header of RFC 9293 §3.1 (IPv4) or RFC 8200 §8.1 (IPv6)."""
     if ":" in src:
-        return socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) + \
+        return pack_address(src) + pack_address(dst) + \
             struct.pack("!I3xB", tcp_length, 6)
-    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!xBH", 6, tcp_length)
+    return pack_address(src) + pack_address(dst) + struct.pack("!xBH", 6, tcp_length)
 
 
 def tcp_checksum(src: str, dst: str, tcp_bytes: bytes) -> int:
@@ -530,7 +565,7 @@ def _parse_tcp(data: bytes, src: str | None, dst: str | None, base: int, pseudo:
             pseudo = _be(pseudo_header(src, dst, n))
         if (pseudo + _be(data)) % 0xFFFF:
             want = tcp_checksum(src, dst, bytes(data[:16]) + b"\0\0" + bytes(data[18:]))
-            raise WireError(f"bad TCP checksum 0x{csum:04x}, expected 0x{want:04x}", base + 16)
+            raise WireError(f"bad TCP checksum 0x{csum:04x}, expected 0x{want:04x}", base + 16, checksum=True)
     options = parse_options(data[20:hlen], base + 20) if hlen > 20 else ()
     has_ack = flags & ACK
     return Segment(
@@ -550,9 +585,20 @@ _PSEUDO6: Final = struct.Struct("!16s16sI3xB")
 _IPV6_SKIPPABLE: Final = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
 
 
-def address_family(addr: str) -> int:
-    """4 or 6, from the text form of an address."""
-    return 6 if ":" in addr else 4
+@lru_cache(maxsize=4096)
+def pack_address(addr: str) -> bytes:
+    """The 4 or 16 bytes of an IPv4 or IPv6 address in text form (ValueError if it is none).
+
+    A bounded memo of a pure function: a host meets few addresses, and a hit costs less than
+    converting (it holds no state that one host could see of another)."""
+    return ipaddress.ip_address(addr).packed
+
+
+@lru_cache(maxsize=4096)
+def address_text(packed: bytes) -> str:
+    """The normal text form of a 4- or 16-byte address (RFC 5952 for IPv6), as
+    :func:`pack_address` reads it."""
+    return str(ipaddress.ip_address(packed))
 
 
 @dataclass(slots=True)
@@ -595,13 +641,13 @@ def build_packet(
         raise ValueError(f"packet too large: a {tcp_len}-byte TCP segment does not fit the IP length field "
                          "(no jumbograms)")
     if ":" in src:
-        s = socket.inet_pton(socket.AF_INET6, src)
-        d = socket.inet_pton(socket.AF_INET6, dst)
+        s = pack_address(src)
+        d = pack_address(dst)
         pseudo = _PSEUDO6.pack(s, d, tcp_len, 6)
         ip_hdr = _IP6.pack((6 << 28) | ((tos & 0xFF) << 20) | (flow & 0xFFFFF), tcp_len, 6, ttl, s, d)
     else:
-        s = socket.inet_aton(src)
-        d = socket.inet_aton(dst)
+        s = pack_address(src)
+        d = pack_address(dst)
         pseudo = _PSEUDO4.pack(s, d, 6, tcp_len)
         if len(ip_options) % 4 or len(ip_options) > 40:
             raise ValueError("IPv4 options must be a multiple of 4 bytes and at most 40")
@@ -619,7 +665,7 @@ def build_ip_packet(pkt: IPPacket) -> bytes:
         return _IP6.pack(
             (6 << 28) | ((pkt.tos & 0xFF) << 20) | (pkt.flow & 0xFFFFF), len(pkt.ext_headers) + len(tcp),
             pkt.ext_first, pkt.ttl,
-            socket.inet_pton(socket.AF_INET6, pkt.src), socket.inet_pton(socket.AF_INET6, pkt.dst),
+            pack_address(pkt.src), pack_address(pkt.dst),
         ) + pkt.ext_headers + tcp
     return build_packet(pkt.src, pkt.dst, pkt.seg, ttl=pkt.ttl, tos=pkt.tos, ident=pkt.ident,
                         frag=pkt.frag, flow=pkt.flow, ip_options=pkt.ip_options)
@@ -656,13 +702,14 @@ def parse_packet(data: bytes | memoryview, *, verify: bool = True) -> IPPacket:
             raise WireError(f"IPv4 total length {total} exceeds the {n} bytes captured", 2)
         if verify and int.from_bytes(data[:ihl], "big") % 0xFFFF != 0:
             want = _fold(int.from_bytes(bytes(data[:10]) + b"\0\0" + bytes(data[12:ihl]), "big"))
-            raise WireError(f"bad IPv4 header checksum 0x{csum:04x}, expected 0x{want:04x}", 10)
+            raise WireError(f"bad IPv4 header checksum 0x{csum:04x}, expected 0x{want:04x}", 10,
+                            checksum=True)
         if frag & 0x3FFF:
             raise WireError("IPv4 fragment (fragments are not reassembled)", 6)
         if proto != 6:
             raise WireError(f"IPv4 protocol {proto} is not TCP (6)", 9)
-        src = socket.inet_ntoa(s)
-        dst = socket.inet_ntoa(d)
+        src = address_text(s)
+        dst = address_text(d)
         if verify:  # pseudo-header words: the addresses, protocol 6 and the TCP length
             seg = _parse_tcp(_view(data, ihl, total), src, dst, ihl,
                              int.from_bytes(data[12:20], "big") + 6 + total - ihl)
@@ -690,8 +737,8 @@ def parse_packet(data: bytes | memoryview, *, verify: bool = True) -> IPPacket:
             raise WireError("IPv6 fragment header (fragments are not reassembled)", off)
         if nxt != 6:
             raise WireError(f"IPv6 next header {nxt} is not TCP (6)", 6 if off == 40 else off)
-        src = socket.inet_ntop(socket.AF_INET6, s)
-        dst = socket.inet_ntop(socket.AF_INET6, d)
+        src = address_text(s)
+        dst = address_text(d)
         if verify:  # pseudo-header words: the addresses, the TCP length and next header 6
             seg = _parse_tcp(_view(data, off, end), src, dst, off,
                              int.from_bytes(data[8:40], "big") + end - off + 6)
@@ -755,3 +802,8 @@ def format_tcpdump(pkt: IPPacket, ctx: SeqContext | None = None) -> str:
         parts.append("options [" + ",".join(_tcpdump_option(o) for o in seg.options) + "]")
     parts.append(f"length {plen}")
     return ", ".join(parts)
+
+
+def format_segment(seg: Segment) -> str:
+    """A segment alone (no IP header), as :func:`format_tcpdump` prints it: ports, no addresses."""
+    return format_tcpdump(IPPacket(4, "", "", seg))

@@ -21,19 +21,25 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
-from synack.connection import (
-    Config,
-    Connection,
-    LocalError,
+from synack.core.connection import Config, Connection, LocalError, reset_for
+from synack.core.records import (
+    Cause,
+    Drop,
+    DropRecord,
+    HostNote,
+    Note,
+    Record,
+    Recorder,
+    ResetReason,
+    ResetRecord,
     State,
-    reset_for,
 )
-from synack.wire import RST, SYN, Segment, WireError, build_packet, parse_packet, seq_gt
+from synack.core.wire import RST, SYN, Segment, WireError, build_packet, parse_packet, seq_gt
 
 __all__ = ["AddressInUse", "AddressNotAvailable", "Host", "InvalidAddress", "Listener", "Reservation"]
 
 Key = tuple[str, int, str, int]
-HostTracer = Callable[[dict[str, Any]], None]
+HostTracer = Callable[[Record], None]
 
 _MASK: Final = 0xFFFFFFFF
 
@@ -152,8 +158,13 @@ class Host:
     """Connections, listeners and ports of one host (one or more IPv4/IPv6 addresses).
 
     ``isn_key`` is the secret of RFC 6528's F(); give each host its own (the simulator derives it
-    from the seed so that runs repeat exactly; the TUN driver uses ``os.urandom``).
+    from the seed so that runs repeat exactly; the TUN driver uses ``os.urandom``). ``tracer``,
+    when set, receives every record of the host and its connections
+    (:mod:`synack.core.records`). ``connection_class`` is the TCB a host makes (a subclass may
+    model another TCP).
     """
+
+    connection_class: type[Connection] = Connection
 
     def __init__(
         self,
@@ -178,6 +189,7 @@ class Host:
         #: when it is made; the driver that sets it must segment what it gets (synack.tun does).
         self.tso_max = 0
         self.isn_key = isn_key if isn_key is not None else hashlib.sha256(name.encode()).digest()
+        self._recorder: Recorder | None = None
         self.tracer = tracer
         lo, hi = ephemeral
         if not 1 <= lo <= hi <= 65535:
@@ -223,18 +235,23 @@ class Host:
     # Tracing
     # -------------------------------------------------------------------------------------
 
-    def _conn_tracer(self, conn: Connection, kind: str, fields: dict[str, Any]) -> None:
-        if self.tracer is not None:
-            rec = {"t": conn.now, "host": self.name, "kind": kind,
-                   "conn": (conn.local_addr, conn.local_port, conn.remote_addr, conn.remote_port)}
-            rec.update(fields)
-            self.tracer(rec)
+    @property
+    def tracer(self) -> HostTracer | None:
+        """Where the records go (None: nowhere). Set it at any time; connections made before
+        keep the tracer they were made with."""
+        return self._recorder.sink if self._recorder is not None else None
 
-    def _trace(self, kind: str, **fields: Any) -> None:
-        if self.tracer is not None:
-            rec: dict[str, Any] = {"t": self.now, "host": self.name, "kind": kind}
-            rec.update(fields)
-            self.tracer(rec)
+    @tracer.setter
+    def tracer(self, sink: HostTracer | None) -> None:
+        self._recorder = Recorder(self.name, sink) if sink is not None else None
+
+    def _drop(self, reason: Drop, detail: str = "", conn: Key | None = None) -> None:
+        if self._recorder is not None:
+            self._recorder.sink(DropRecord(self.now, self.name, conn, reason, detail))
+
+    def _note(self, note: Note, addr: str, port: int) -> None:
+        if self._recorder is not None:
+            self._recorder.sink(HostNote(self.now, self.name, note, addr, port))
 
     def _peer(self, addr: str) -> tuple[str, bool]:
         """The normal text form of a remote address, and whether no TCP connection can have it at
@@ -297,9 +314,6 @@ class Host:
             if not users:
                 del self._ports[port]
 
-    def port_in_use(self, port: int) -> bool:
-        return bool(self._ports.get(port))
-
     def bind(self, addr: str, port: int, *, reuseaddr: bool = False) -> Reservation:
         """Reserve ``addr``:``port`` (port 0 = an ephemeral port). Raises AddressInUse (L11)."""
         if not 0 <= port <= 65535:
@@ -348,7 +362,7 @@ class Host:
         lst = Listener(self, norm, port, backlog, syn_q, config or self.config, reuseaddr)
         self.listeners[(norm, port)] = lst
         self._bind(lst, port)
-        self._trace("listen", addr=norm or "*", port=port)
+        self._note(Note.LISTEN, norm or "*", port)
         return lst
 
     def connect(self, remote_addr: str, remote_port: int, now: float, *, local_addr: str | None = None,
@@ -388,7 +402,7 @@ class Host:
         old = self.conns.get(key)
         if old is not None:
             if old.state is State.TIME_WAIT and reuseaddr:
-                old.end_time_wait("TIME-WAIT 4-tuple reused (SO_REUSEADDR)")
+                old.end_time_wait(Cause.TIME_WAIT_REUSED)
                 self._remove(old)
             else:
                 raise AddressInUse(f"error: connection {local}:{local_port} -> {remote}:{remote_port} exists")
@@ -401,9 +415,9 @@ class Host:
         return conn
 
     def _new_conn(self, key: Key, config: Config, now: float) -> Connection:
-        conn = Connection((key[0], key[1]), (key[2], key[3]), iss=self.isn(key, now), config=config,
-                          mtu=self.mtu, ts_offset=self._ts_offset(key),
-                          tracer=self._conn_tracer if self.tracer is not None else None)
+        conn = self.connection_class((key[0], key[1]), (key[2], key[3]), iss=self.isn(key, now),
+                                     config=config, mtu=self.mtu, ts_offset=self._ts_offset(key),
+                                     tracer=self._recorder)
         conn.now = now
         conn.notify = self._notify_cb
         conn.tso_max = self.tso_max
@@ -426,7 +440,7 @@ class Host:
                     conn.abort(now, why="listener closed")
                     self._after(conn)
         lst._accept_q.clear()
-        self._trace("unlisten", addr=lst.local_addr or "*", port=lst.local_port)
+        self._note(Note.UNLISTEN, lst.local_addr or "*", lst.local_port)
 
     def connections(self) -> Iterator[Connection]:
         return iter(list(self.conns.values()))
@@ -452,9 +466,9 @@ class Host:
             else:
                 pkt = parse_packet(packet)
         except WireError as exc:
-            reason = "bad_checksum" if "checksum" in exc.reason else "malformed"
-            counters[reason] += 1
-            self._trace("drop", reason=f"{reason}: {exc}")
+            reason = Drop.BAD_CHECKSUM if exc.checksum else Drop.MALFORMED
+            counters[reason.value] += 1
+            self._drop(reason, str(exc))
             return
         self._arrive(pkt.src, pkt.dst, pkt.seg, now)
 
@@ -474,7 +488,7 @@ class Host:
         counters = self.counters
         if dst not in self._addrset:
             counters["drop_not_for_us"] += 1
-            self._trace("drop", reason=f"not for us: {dst}")
+            self._drop(Drop.NOT_FOR_US, dst)
             return
         counters["segments_in"] += 1
         if seg.flags & RST:
@@ -497,15 +511,15 @@ class Host:
                     # the child stays in SYN-RECEIVED and its SYN,ACK retransmission (§3.8.1)
                     # draws the ACK again later.
                     counters["drop_backlog_full"] += 1
-                    self._trace("drop", reason="accept queue full: handshake ACK dropped")
+                    self._drop(Drop.ACCEPT_QUEUE_FULL, conn=key)
                     return
             if conn.state is State.TIME_WAIT and seg.flags & SYN and seg.ack is None \
                     and not seg.flags & RST and seq_gt(seg.seq, conn.rcv_nxt) \
                     and self._find_listener(dst, seg.dst_port) is not None:
                 # MAY-2: a new SYN with a higher sequence number reopens from TIME-WAIT.
-                self._trace("drop", reason="TIME-WAIT connection replaced by a new SYN (MAY-2)")
+                self._drop(Drop.TIME_WAIT_REOPENED, conn=key)
                 counters["time_wait_reopened"] += 1
-                conn.end_time_wait("new SYN above RCV.NXT (MAY-2)")
+                conn.end_time_wait(Cause.TIME_WAIT_REOPENED)
                 self._remove(conn)
             else:
                 conn.received_keepalive_activity(now) if conn.config.keepalive else None
@@ -514,7 +528,7 @@ class Host:
                 return
         lst = self._find_listener(dst, seg.dst_port)
         if lst is None:
-            self._no_connection(src, dst, seg, "no connection")
+            self._no_connection(src, dst, seg, ResetReason.NO_CONNECTION)
             return
         self._listener_input(lst, key, src, seg, now)
 
@@ -537,16 +551,17 @@ class Host:
             lst = self.listeners.get(("", port))
         return lst
 
-    def _no_connection(self, src: str, dst: str, seg: Segment, why: str) -> None:
+    def _no_connection(self, src: str, dst: str, seg: Segment, why: ResetReason) -> None:
         """RFC 9293 §3.10.7.1 (CLOSED): RST for anything but a RST (L9)."""
         rst = reset_for(seg)
         if rst is None:
             self.counters["drop_rst_no_connection"] += 1
-            self._trace("drop", reason=f"RST for {why}: ignored")
+            self._drop(Drop.RST_FOR_NO_CONNECTION)
             return
         self.counters["resets_out"] += 1
         self.counters["segments_out"] += 1
-        self._trace("reset", reason=why, src=dst, dst=src, seg=rst)
+        if self._recorder is not None:
+            self._recorder.sink(ResetRecord(self.now, self.name, why, src, seg.src_port, rst))
         self._stray.append(build_packet(dst, src, rst))
 
     def _listener_input(self, lst: Listener, key: Key, src: str, seg: Segment, now: float) -> None:
@@ -554,22 +569,22 @@ class Host:
         flags = seg.flags
         if flags & RST:
             self.counters["drop_rst_listen"] += 1
-            self._trace("drop", reason="RST at a listener: ignored")
+            self._drop(Drop.RST_AT_LISTENER)
             return
         if seg.ack is not None:  # <SEQ=SEG.ACK><CTL=RST>
-            self._no_connection(src, key[0], seg, "ACK at a listener")
+            self._no_connection(src, key[0], seg, ResetReason.ACK_AT_LISTENER)
             return
         if not flags & SYN:
             self.counters["drop_listen_no_syn"] += 1
-            self._trace("drop", reason="segment without SYN at a listener")
+            self._drop(Drop.NO_SYN_AT_LISTENER)
             return
         if self._peer(src)[1] or self._peer(key[0])[1]:
             self.counters["drop_bad_address"] += 1  # MUST-57, MUST-63
-            self._trace("drop", reason="SYN from/to an invalid address")
+            self._drop(Drop.BAD_ADDRESS)
             return
         if lst.syn_pending >= lst.syn_backlog or lst.pending >= lst.backlog:
             self.counters["drop_backlog_full"] += 1
-            self._trace("drop", reason="listen backlog full")
+            self._drop(Drop.BACKLOG_FULL)
             return
         conn = self._new_conn(key, lst.config, now)
         conn.reuseaddr = lst.reuseaddr
@@ -672,9 +687,6 @@ class Host:
                 return t
             heapq.heappop(heap)
         return None
-
-    def has_output(self) -> bool:
-        return bool(self._stray) or any(c.wants_output for c in self._dirty)
 
     def handle_timeout(self, now: float) -> None:
         """Fire every timer that is due at ``now``."""
