@@ -36,11 +36,11 @@ from typing import Final
 from synack.core import wire
 
 __all__ = [
-    "Connection",
     "DecodeError",
     "DecodedPacket",
     "EthernetHeader",
     "HexPacket",
+    "PacketExchange",
     "Role",
     "add_parser",
     "analyze",
@@ -517,8 +517,9 @@ class Role:
 
 
 @dataclass(slots=True)
-class Connection:
-    """The packets of one connection in causal order. ``client`` sent the SYN (None: unknown)."""
+class PacketExchange:
+    """The packets of one connection, as decode sees it, in causal order. ``client`` sent the SYN
+    (None: unknown). Not :class:`synack.core.connection.Connection`: no TCB, only packets."""
 
     number: int
     endpoints: tuple[Endpoint, Endpoint]
@@ -534,7 +535,7 @@ def _endpoint_text(ep: Endpoint) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def analyze(packets: Sequence[DecodedPacket]) -> list[Connection]:
+def analyze(packets: Sequence[DecodedPacket]) -> list[PacketExchange]:
     """Group the packets by connection, order each group causally and name each packet's role."""
     groups: dict[frozenset[Endpoint], list[DecodedPacket]] = {}
     for p in packets:
@@ -546,7 +547,7 @@ def analyze(packets: Sequence[DecodedPacket]) -> list[Connection]:
         roles = [Role(p, *state.role(p)) for p in ordered]
         client, server = state.client_server()
         first = group[0]
-        connections.append(Connection(number, (first.src, first.dst), client, server, roles))
+        connections.append(PacketExchange(number, (first.src, first.dst), client, server, roles))
     return connections
 
 
@@ -961,7 +962,7 @@ def format_packet(d: DecodedPacket) -> str:
     return "\n".join(lines)
 
 
-def _connection_title(c: Connection) -> str:
+def _connection_title(c: PacketExchange) -> str:
     if c.client is not None and c.server is not None:
         service = _SERVICES.get(c.server[1])
         what = f" ({service[1]})" if service else ""
@@ -971,7 +972,7 @@ def _connection_title(c: Connection) -> str:
     return f"connection {c.number}: between {_endpoint_text(a)} and {_endpoint_text(b)} (no SYN seen)"
 
 
-def format_analysis(connections: Sequence[Connection]) -> str:
+def format_analysis(connections: Sequence[PacketExchange]) -> str:
     lines = ["analysis"]
     for c in connections:
         lines.append(f"  {_connection_title(c)}")
@@ -983,7 +984,7 @@ def format_analysis(connections: Sequence[Connection]) -> str:
     return "\n".join(lines)
 
 
-def format_report(packets: Sequence[DecodedPacket], connections: Sequence[Connection]) -> str:
+def format_report(packets: Sequence[DecodedPacket], connections: Sequence[PacketExchange]) -> str:
     """The text output: each packet, then the analysis when there are several."""
     parts = [format_packet(d) for d in packets]
     if len(packets) > 1:
@@ -1073,7 +1074,7 @@ def _endpoint_json(ep: Endpoint | None) -> dict[str, object] | None:
     return None if ep is None else {"address": ep[0], "port": ep[1]}
 
 
-def report_json(packets: Sequence[DecodedPacket], connections: Sequence[Connection]) -> dict[str, object]:
+def report_json(packets: Sequence[DecodedPacket], connections: Sequence[PacketExchange]) -> dict[str, object]:
     """The JSON document: ``packets`` in input order, ``connections`` and ``analysis`` in causal
     order (``analysis[i].packet`` is the packet's label, or its 1-based position without one)."""
     return {

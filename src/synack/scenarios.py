@@ -157,7 +157,7 @@ class _Lab:
     def settle(self) -> None:
         """Run until nothing is left to happen (every timer has fired)."""
         self.net.run(max_events=100_000)
-        if self.net.next_event() is not None:
+        if self.net.next_event_time() is not None:
             raise ScenarioError("the run does not settle")
 
     def say(self, text: str, host: str = "") -> None:

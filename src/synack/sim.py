@@ -433,11 +433,7 @@ class Network:
         self._seq += 1
         heapq.heappush(self._events, (t, self._seq, _CALL, fn))
 
-    def call_later(self, delay: float, fn: Callable[[], object]) -> None:
-        """Run ``fn()`` ``delay`` virtual seconds from now."""
-        self.call_at(self.now + delay, fn)
-
-    def next_event(self) -> float | None:
+    def next_event_time(self) -> float | None:
         """The time of the next event (None when nothing is left to happen)."""
         events = self._events
         timer_at = self._timer_at
@@ -453,7 +449,7 @@ class Network:
         """Flush the hosts, then process the next event (a delivery, a timer, a scripted call).
         False when nothing is left to happen."""
         self.flush()
-        if self.next_event() is None:
+        if self.next_event_time() is None:
             return False
         self._process()
         return True
@@ -464,7 +460,7 @@ class Network:
         self.flush()
         n = 0
         while max_events is None or n < max_events:
-            t = self.next_event()
+            t = self.next_event_time()
             if t is None or (until is not None and t > until):
                 break
             self._process()
@@ -486,7 +482,7 @@ class Network:
                 return True
             if max_events is not None and n >= max_events:
                 return False
-            t = self.next_event()
+            t = self.next_event_time()
             if t is None or (deadline is not None and t > deadline):
                 if deadline is not None and deadline > self.now:
                     self.now = deadline

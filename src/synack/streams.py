@@ -110,10 +110,6 @@ class PumpStack(Protocol):
     def transmit(self) -> bool: ...
 
 
-def _oserror(exc: TcpError) -> OSError:
-    return to_oserror(exc)
-
-
 def _ip(host: str, what: str) -> str:
     try:
         return str(ipaddress.ip_address(host))
@@ -244,7 +240,7 @@ class StackDriver:
                     if conn.state is State.CLOSED:
                         err = conn.error
                         if err is not None and not isinstance(err, ConnectionAborted):
-                            fut.set_exception(_oserror(err))
+                            fut.set_exception(to_oserror(err))
                         else:
                             fut.set_exception(OSError(errno.ECONNABORTED, os.strerror(errno.ECONNABORTED)))
                     else:
@@ -383,7 +379,7 @@ class TcpTransport(asyncio.Transport):
         if conn.state is State.CLOSED and not self._lost_scheduled:
             err = conn.error
             if err is not None and not isinstance(err, ConnectionAborted):
-                self._force_close(_oserror(err))
+                self._force_close(to_oserror(err))
             elif self._buf:
                 self._force_close(OSError(errno.EPIPE, os.strerror(errno.EPIPE)))
         self._maybe_resume_protocol()
@@ -439,7 +435,7 @@ class TcpTransport(asyncio.Transport):
             try:
                 n = conn.send(chunk, now)
             except TcpError as exc:
-                self._force_close(_oserror(exc))
+                self._force_close(to_oserror(exc))
                 return
             if n:
                 del self._buf[:n]
@@ -540,7 +536,7 @@ class TcpTransport(asyncio.Transport):
             try:
                 n = conn.send(data, self._driver.now())
             except TcpError as exc:
-                self._force_close(_oserror(exc))
+                self._force_close(to_oserror(exc))
                 return
             if n < len(data):
                 self._buf += data[n:]
@@ -707,7 +703,7 @@ class Server(asyncio.AbstractServer):
             lst = self._driver.host.listen(res.local_port, res.local_addr, backlog=self._backlog,
                                            config=self._config, reservation=res)
         except TcpError as exc:
-            raise _oserror(exc) from None
+            raise to_oserror(exc) from None
         lst.on_ready = self._on_ready
         self._listener = lst
         if lst.pending:
@@ -825,7 +821,7 @@ async def create_connection(stack: PumpStack, protocol_factory: ProtocolFactory,
         conn = driver.host.connect(remote, port, driver.now(), local_addr=laddr, local_port=lport,
                                    config=config, reuseaddr=reuse_address)
     except TcpError as exc:
-        raise _oserror(exc) from None
+        raise to_oserror(exc) from None
     except ValueError as exc:
         raise OSError(errno.EINVAL, str(exc)) from None
     fut: asyncio.Future[None] = driver.loop.create_future()
@@ -856,7 +852,7 @@ async def create_server(stack: PumpStack, protocol_factory: ProtocolFactory, hos
     try:
         res = driver.host.bind(addr, port, reuseaddr=reuse_address)
     except TcpError as exc:
-        raise _oserror(exc) from None
+        raise to_oserror(exc) from None
     except ValueError as exc:
         raise OSError(errno.EINVAL, str(exc)) from None
     server = Server(driver, res, protocol_factory, backlog, config)
