@@ -20,7 +20,20 @@ from dataclasses import dataclass
 
 from synack.core.connection import Config, Connection
 from synack.core.records import Event, State
-from synack.core.wire import ACK, FIN, PSH, RST, SYN, URG, Mss, Option, Segment, flag_names, seq_add
+from synack.core.wire import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    Mss,
+    Option,
+    RelativeSeq,
+    Segment,
+    format_flags,
+    seq_add,
+)
 
 __all__ = [
     "ACK",
@@ -107,26 +120,29 @@ def seg(seq: int, ack: int | None = None, flags: int = 0, payload: bytes = b"", 
 
 
 def _ctl(flags: int) -> str:
-    return ",".join(flag_names(flags)) or "-"
+    return format_flags(flags) or "-"
+
+
+# Relative numbers as the diagrams read them (RFC-figure style), from the two ISNs known in advance.
+_NUMBERS = RelativeSeq("isn")
+_NUMBERS.add_base((LOCAL[0], LOCAL[1], REMOTE[0], REMOTE[1]), LOCAL_ISS)
+_NUMBERS.add_base((REMOTE[0], REMOTE[1], LOCAL[0], LOCAL[1]), REMOTE_ISS)
 
 
 def show(s: Segment) -> str:
-    """RFC-figure style: ``<SEQ=..><ACK=..><CTL=..><WND=..><DATA=..>`` with relative numbers."""
+    """RFC-figure style: ``<SEQ=..><ACK=..><CTL=..><WND=..><DATA=..>`` with relative numbers:
+    ``L(n)`` and ``R(n)`` as in the tests, absolute when a number belongs to neither ISN."""
 
     ours = s.src_port == LOCAL[1]
+    mine, theirs = (LOCAL, REMOTE) if ours else (REMOTE, LOCAL)
 
-    def rel(x: int, name: str, base: int) -> str:
-        d = (x - base) & 0xFFFFFFFF
-        if d < 1 << 24:
-            return f"{name}({d})"
-        if d > (1 << 32) - (1 << 24):
-            return f"{name}(-{(1 << 32) - d})"
-        return str(x)
+    def rel(x: int, sender: tuple[str, int], receiver: tuple[str, int]) -> str:
+        d = _NUMBERS.offset((sender[0], sender[1], receiver[0], receiver[1]), x)
+        return str(x) if d is None else f"{'L' if sender == LOCAL else 'R'}({d})"
 
-    mine, theirs = ("L", LOCAL_ISS), ("R", REMOTE_ISS)
-    parts = [f"{s.src_port}>{s.dst_port}", f"<SEQ={rel(s.seq, *(mine if ours else theirs))}>"]
+    parts = [f"{s.src_port}>{s.dst_port}", f"<SEQ={rel(s.seq, mine, theirs)}>"]
     if s.ack is not None:
-        parts.append(f"<ACK={rel(s.ack, *(theirs if ours else mine))}>")
+        parts.append(f"<ACK={rel(s.ack, theirs, mine)}>")
     parts.append(f"<CTL={_ctl(s.flags)}>")
     parts.append(f"<WND={s.window}>")
     if s.payload:

@@ -35,10 +35,10 @@ from synack.core.wire import (
     Mss,
     Nop,
     Option,
+    RelativeSeq,
     Sack,
     SackPermitted,
     Segment,
-    SeqContext,
     Timestamps,
     UnknownOption,
     WindowScale,
@@ -929,14 +929,14 @@ def test_ipv4_mapped_ipv6_addresses() -> None:
 CLIENT_ISN, SERVER_ISN = 0xFFFFFF00, 4000000000
 
 
-def _handshake_ctx() -> SeqContext:
-    ctx = SeqContext()
+def _handshake_ctx() -> RelativeSeq:
+    ctx = RelativeSeq()
     syn = Segment(33706, 80, CLIENT_ISN, None, SYN, 64240, (Mss(1460),))
     format_tcpdump(IPPacket(4, V4_DST, V4_SRC, syn), ctx)
     return ctx
 
 
-def _line(src: str, dst: str, seg: Segment, ctx: SeqContext | None = None) -> str:
+def _line(src: str, dst: str, seg: Segment, ctx: RelativeSeq | None = None) -> str:
     return format_tcpdump(parse_packet(build_packet(src, dst, seg)), ctx)
 
 

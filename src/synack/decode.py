@@ -579,17 +579,34 @@ def causal_order(group: Sequence[DecodedPacket]) -> list[DecodedPacket]:
 def _direction_key(
     group: Sequence[DecodedPacket], members: list[int],
 ) -> Callable[[int], tuple[int, bool, int, int]]:
-    """Sort key for the packets of one direction, numbers taken relative to the first ones
-    (so that wrapping around 2**32 does not disturb the order)."""
-    seq0 = group[members[0]].seg.seq
-    ack0 = next((a for a in (group[i].seg.ack for i in members) if a is not None), 0)
+    """Sort key for the packets of one direction: numbers relative to the first ones seen
+    (:class:`~synack.core.wire.RelativeSeq`, tcpdump's base), as signed distances, so that wrapping
+    around 2**32 does not disturb the order. An acknowledgment is read in the other direction's
+    sequence space, from that direction's first number — or, when none of its packets is here,
+    from the first acknowledgment number of this one."""
+    numbers = wire.RelativeSeq("first")
+    fwd = _direction(group[members[0]])
+    rev = (fwd[2], fwd[3], fwd[0], fwd[1])
+    for p in group:
+        numbers.learn(_direction(p), p.seg)
+    first_ack = next((a for a in (group[i].seg.ack for i in members) if a is not None), None)
+    if first_ack is not None:
+        numbers.add_base(rev, first_ack)  # a base only when that direction has no packet here
 
     def key(i: int) -> tuple[int, bool, int, int]:
         seg = group[i].seg
-        ack = -(1 << 33) if seg.ack is None else wire.seq_diff(seg.ack, ack0)
-        return (wire.seq_diff(seg.seq, seq0), seg.seg_len > 0, ack, i)
+        ack = numbers.offset(rev, seg.ack, signed=True) if seg.ack is not None else None
+        seq = numbers.offset(fwd, seg.seq, signed=True)
+        assert seq is not None  # learned above
+        return (seq, seg.seg_len > 0, -(1 << 33) if ack is None else ack, i)
 
     return key
+
+
+def _direction(p: DecodedPacket) -> wire.Direction:
+    """The direction of a decoded packet, ``""`` for an address a bare TCP header does not have."""
+    (src, sport), (dst, dport) = p.src, p.dst
+    return (src or "", sport, dst or "", dport)
 
 
 def _topological(after: dict[int, set[int]]) -> list[int]:
@@ -897,14 +914,6 @@ def _ip4_flags(frag: int) -> list[str]:
     return names
 
 
-def _option_text(opt: wire.Option) -> str:
-    if isinstance(opt, wire.Eol) and opt.padding:
-        return f"EOL (end of option list), then {len(opt.padding)} bytes of padding"
-    if isinstance(opt, wire.Eol):
-        return "EOL (end of option list)"
-    return wire.describe_option(opt)
-
-
 def _tcp_rows(d: DecodedPacket) -> list[str]:
     seg = d.seg
     flags = seg.flags
@@ -920,7 +929,7 @@ def _tcp_rows(d: DecodedPacket) -> list[str]:
     ]
     if seg.reserved:
         rows.append(_row("reserved bits", f"0x{seg.reserved:x} (should be zero)"))
-    names = ", ".join(wire.flag_names(flags)) or "none"
+    names = wire.format_flags(flags, sep=", ") or "none"
     rows += [
         _row("flags", f"0x{flags:02x} = {flags >> 4:04b} {flags & 15:04b} = {names}"),
         _row("window", str(seg.window)),
@@ -933,7 +942,7 @@ def _tcp_rows(d: DecodedPacket) -> list[str]:
         rows.append(_row("options", "none"))
     for i, (opt, raw) in enumerate(opts):
         raw_text = raw.hex(" ")
-        rows.append(_row("options" if i == 0 else "", f"{raw_text:<31} {_option_text(opt)}"))
+        rows.append(_row("options" if i == 0 else "", f"{raw_text:<31} {wire.format_option(opt, 'long')}"))
     payload = seg.payload
     text = f"{len(payload)} bytes"
     if payload:

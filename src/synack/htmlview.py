@@ -1,8 +1,11 @@
-"""A self-contained HTML page that shows a simulated run as a ladder diagram.
+"""A self-contained HTML page that shows a ladder diagram: a formatter of the model of
+:mod:`synack.diagram`, which decides the arrows, their fates and numbers, and both ends' states.
 
-:func:`render_html` turns a :class:`~synack.trace.Trace` into one HTML file with inline CSS, an
-inline SVG and a little inline JavaScript — no external resource of any kind, so the page opens
-from a file with no network. It shows:
+:func:`ladder_html` turns a :class:`~synack.diagram.Ladder` (:func:`render_html`: the ladder of a
+:class:`~synack.trace.Trace`) into one HTML file with inline CSS, an inline SVG and a little inline
+JavaScript — no external resource of any kind, so the page opens from a file with no network. An
+end whose states are unknown (a script) simply has no state labels; an inferred state is labelled
+``SYN-SENT?``. It shows:
 
 * an SVG ladder diagram: the two hosts as columns (name and addresses at the top), time flowing
   down, one arrow per segment from its send time at the sender's column to its delivery time at
@@ -55,31 +58,23 @@ import statistics
 from dataclasses import dataclass, field
 from itertools import groupby
 
-from synack.core.records import ConnKey, DropRecord, HostNote, StateRecord, Timer, TimerAction, TimerRecord
+from synack.core.records import HostNote, StateRecord, Timer, TimerAction, TimerRecord
 from synack.core.wire import (
     ACK,
     FIN,
     RST,
     SYN,
-    Eol,
     IPPacket,
-    Mss,
-    Nop,
-    Option,
-    Sack,
-    SackPermitted,
-    Timestamps,
-    WindowScale,
     WireError,
-    describe_option,
-    flag_names,
+    format_flags,
+    format_option,
     format_tcpdump,
     parse_packet,
 )
-from synack.render import SeqNumbers
-from synack.trace import NoteRecord, PacketRecord, SegmentLine, Trace
+from synack.diagram import ArrowFate, EndEvent, Ladder, ObservedState, SegmentArrow, StateMark, build_ladder
+from synack.trace import NoteRecord, Trace
 
-__all__ = ["GAP_UNITS", "ROW_PX", "UNIT_PX", "render_html"]
+__all__ = ["GAP_UNITS", "ROW_PX", "UNIT_PX", "ladder_html", "render_html"]
 
 UNIT_PX = 48.0
 """Pixels for one typical one-way delay (the median delay of the delivered segments)."""
@@ -115,22 +110,15 @@ _NOTE_KINDS = frozenset(("listen", "unlisten", "crash", "restart", "partition", 
 
 
 @dataclass(slots=True)
-class _Arrow:
-    """One segment copy as drawn."""
+class _Drawn:
+    """One arrow of the model as drawn: its columns, the time it ends at (where a lost one would
+    have arrived), and where its ends are on the page."""
 
-    i: int
-    line: SegmentLine
+    m: SegmentArrow
     src_col: int
     dst_col: int
     status: str  # delivered | lost | in-flight
     end_t: float
-    reason: str = ""
-    raw: bytes = b""
-    seq: int = 0  # as labelled (relative or absolute)
-    ack: int | None = None
-    retransmission: bool = False
-    discarded: str = ""
-    corrupt: str = ""
     y0: float = 0.0
     y1: float = 0.0
 
@@ -202,30 +190,12 @@ def _kind(pkt: IPPacket) -> str:
 
 def _label(flags: int, seq: int, ack: int | None, length: int) -> str:
     """``SYN,ACK seq=0 ack=1`` as the RFC figures write it (plus ``len=`` for data)."""
-    parts = [",".join(flag_names(flags)) or "(no flags)", f"seq={seq}"]
+    parts = [format_flags(flags) or "(no flags)", f"seq={seq}"]
     if ack is not None:
         parts.append(f"ack={ack}")
     if length:
         parts.append(f"len={length}")
     return " ".join(parts)
-
-
-def _short_option(opt: Option) -> str:
-    if isinstance(opt, Mss):
-        return f"mss {opt.value}"
-    if isinstance(opt, WindowScale):
-        return f"wscale {opt.shift}"
-    if isinstance(opt, SackPermitted):
-        return "sackOK"
-    if isinstance(opt, Sack):
-        return "sack " + " ".join(f"{a}-{b}" for a, b in opt.blocks)
-    if isinstance(opt, Timestamps):
-        return "TS"
-    if isinstance(opt, Nop):
-        return ""
-    if isinstance(opt, Eol):
-        return "eol"
-    return f"opt-{opt.kind}"
 
 
 def _payload_preview(data: bytes, limit: int = 48) -> str:
@@ -252,149 +222,72 @@ def _fit_font(text: str, room: float, size: float = 12.0) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# From the trace to arrows and events
+# From the ladder to arrows and events
 # ---------------------------------------------------------------------------------------------
 
 
-def _injected_pids(trace: Trace) -> set[int]:
-    """Packets a scenario put on the wire by hand (``Network.inject``): each ``inject`` note is
-    followed by the send record of its packet from the same host."""
-    pending: set[str] = set()
-    pids: set[int] = set()
-    for r in trace.records:
-        if isinstance(r, NoteRecord) and r.kind == "inject":
-            pending.add(r.host)
-        elif isinstance(r, PacketRecord) and r.kind == "send" and r.src in pending:
-            pending.discard(r.src)
-            pids.add(r.pid)
-    return pids
-
-
-def _collect(trace: Trace, left: str, right: str, relative: bool) -> tuple[list[_Arrow], list[_Event]]:
-    """The arrows between ``left`` and ``right`` and every event that needs a place in time."""
-    cols = {left: 0, right: 1}
-    raw: dict[int, bytes] = {}
-    corrupt: dict[tuple[int, int], str] = {}
-    discarded: dict[tuple[int, int], str] = {}
-    last_delivery: dict[str, tuple[float, tuple[int, int]]] = {}
-    for r in trace.records:
-        if isinstance(r, PacketRecord):
-            if r.kind == "send":
-                raw[r.pid] = r.packet
-            elif r.kind == "corrupt":
-                corrupt[(r.pid, r.copy)] = r.reason
-            elif r.kind == "deliver":
-                last_delivery[r.dst] = (r.t, (r.pid, r.copy))
-        elif isinstance(r, DropRecord) and r.host in last_delivery:
-            # A host's drop right after a delivery to it, at the same instant, is about that segment.
-            t, key = last_delivery.pop(r.host)
-            if t == r.t:
-                discarded[key] = r.text
-
-    # Relative numbers as the text diagram reads them (one algorithm for both views).
-    numbers = SeqNumbers(relative)
-    injected = _injected_pids(trace)
-    lines = [ln for ln in trace.segments()
-             if ln.src in cols and (ln.dst in cols or ln.dst == "")]
-    for ln in lines:
-        s = ln.packet.seg
-        numbers.learn((ln.packet.src, s.src_port, ln.packet.dst, s.dst_port), s, ln.fate.pid in injected)
-    seen: set[tuple[str, int, str, int, int, int, int]] = set()
-    arrows: list[_Arrow] = []
-    index: dict[tuple[int, int], int] = {}
-    for line in lines:
-        src_col = cols[line.src]
-        pkt, fate = line.packet, line.fate
-        seg = pkt.seg
-        status = {"delivered": "delivered", "dropped": "lost"}.get(fate.status, "in-flight")
-        seq_text, ack_text = numbers.pair(pkt)
-        seq, ack = int(seq_text), None if ack_text is None else int(ack_text)
-        sent = (pkt.src, seg.src_port, pkt.dst, seg.dst_port, seg.seq, seg.seg_len, seg.flags & _FLAG_BITS)
-        rexmit = seg.seg_len > 0 and fate.copy == 0 and sent in seen
-        if fate.copy == 0:
-            seen.add(sent)
-        a = _Arrow(len(arrows), line, src_col, 1 - src_col, status, fate.t if fate.t is not None else line.t,
-                   fate.reason, raw.get(fate.pid, b""), seq, ack, rexmit,
-                   discarded.get((fate.pid, fate.copy), ""), corrupt.get((fate.pid, fate.copy), ""))
-        index[(fate.pid, fate.copy)] = a.i
+def _arrows_and_events(ladder: Ladder) -> tuple[list[_Drawn], list[_Event]]:
+    """The model's arrows as drawn, and every event that needs a place in time: each arrow's
+    departure and arrival (at their positions in the input), where a lost or unfinished arrow
+    would have arrived, and the labels beside each column."""
+    arrows: list[_Drawn] = []
+    events: list[_Event] = []
+    for m in ladder.arrows:
+        src_col = ladder.column(m.src)
+        a = _Drawn(m, src_col, 1 - src_col, m.fate.value, m.end if m.end is not None else m.sent)
         arrows.append(a)
-
+        events.append(_Event(m.sent, m.sent_order, "send", src_col, m.index))
+        if m.fate is ArrowFate.DELIVERED and m.end is not None and m.end_order is not None:
+            events.append(_Event(m.end, m.end_order, "arrive", a.dst_col, m.index))
+    for ev in ladder.events:
+        label = _label_event(ladder, ev)
+        if label is not None:
+            events.append(label)
     # Where would a segment lost as it was sent have arrived? After the usual delay that way.
     delays: list[list[float]] = [[], []]
     for a in arrows:
-        if a.status == "delivered" and a.end_t > a.line.t:
-            delays[a.src_col].append(a.end_t - a.line.t)
+        if a.status == "delivered" and a.end_t > a.m.sent:
+            delays[a.src_col].append(a.end_t - a.m.sent)
     every = delays[0] + delays[1]
     unit = statistics.median(every) if every else 0.001
     nominal = [statistics.median(d) if d else unit for d in delays]
-
-    conns = _wanted_conns(trace, left, right, arrows)
-    events: list[_Event] = []
-    for n, r in enumerate(trace.records):
-        if isinstance(r, PacketRecord):
-            i = index.get((r.pid, r.copy), -1)
-            if i < 0:
-                continue
-            a = arrows[i]
-            if r.kind == "send" or r.kind == "duplicate":
-                events.append(_Event(r.t, n, "send", a.src_col, i))
-            elif r.kind == "deliver":
-                events.append(_Event(r.t, n, "arrive", a.dst_col, i))
-        elif isinstance(r, StateRecord):
-            if r.host in cols and r.conn in conns[cols[r.host]]:
-                multi = len(conns[cols[r.host]]) > 1
-                sub = f"{r.why} · port {r.conn[1]}" if multi else r.why
-                events.append(_Event(r.t, n, "state", cols[r.host], text=r.new, sub=sub, state=r.new,
-                                     host=r.host))
-        elif isinstance(r, TimerRecord):
-            if r.host in cols and r.conn in conns[cols[r.host]] and not (
-                    r.timer is Timer.TIME_WAIT and r.action is TimerAction.EXPIRED):
-                count = f" #{r.count}" if r.count else ""
-                if r.action is TimerAction.RETRANSMIT:
-                    text = f"timeout → {r.action.value}{count}"
-                else:
-                    text = f"{r.timer.value} timer: {r.action.value}{count}"
-                events.append(_Event(r.t, n, "note", cols[r.host], text=text, host=r.host))
-        elif isinstance(r, (NoteRecord, HostNote)) and r.host in cols and r.kind in _NOTE_KINDS:
-            text = {"crash": "crashed", "restart": "restarted", "heal": "healed"}.get(r.kind, "")
-            if not text:
-                text = f"{r.kind} {r.detail}" if r.kind in ("listen", "unlisten") else r.kind
-            events.append(_Event(r.t, n, "note", cols[r.host], text=text, sub=r.detail, host=r.host))
-    last = len(trace.records)
+    last = 1 + max((e.order for e in events), default=0)
     for a in arrows:
         if a.status != "delivered":
-            if a.end_t <= a.line.t:
-                a.end_t = a.line.t + nominal[a.src_col]
-            events.append(_Event(a.end_t, last, "end", -1, a.i))
+            if a.end_t <= a.m.sent:
+                a.end_t = a.m.sent + nominal[a.src_col]
+            events.append(_Event(a.end_t, last, "end", -1, a.m.index))
     events.sort(key=lambda e: (e.t, e.order))
     return arrows, events
 
 
-def _wanted_conns(trace: Trace, left: str, right: str, arrows: list[_Arrow]) -> list[set[ConnKey]]:
-    """The connections of each host to draw: those whose peer is an address of the other host
-    (all of them when the other host's addresses are unknown)."""
-    addrs = _addresses(trace, left, right, arrows)
-    out: list[set[ConnKey]] = []
-    for col, host in enumerate((left, right)):
-        other = set(addrs[1 - col])
-        keys = set(trace.states(host))
-        out.append({k for k in keys if not other or k[2] in other})
-    return out
-
-
-def _addresses(trace: Trace, left: str, right: str, arrows: list[_Arrow]) -> list[list[str]]:
-    found: list[list[str]] = [[], []]
-    names = (left, right)
-    for a in arrows:
-        pkt = a.line.packet
-        for col, addr in ((a.src_col, pkt.src), (a.dst_col, pkt.dst)):
-            if (col == a.src_col or a.line.dst == names[col]) and addr not in found[col]:
-                found[col].append(addr)
-    for col, host in enumerate(names):
-        for key in trace.states(host):
-            if key[0] not in found[col]:
-                found[col].append(key[0])
-    return found
+def _label_event(ladder: Ladder, ev: EndEvent) -> _Event | None:
+    """The label an end's event puts beside its column: a state (with why it changed), a timer,
+    a listener, a crash; None for what the page does not show."""
+    rec, col = ev.record, ladder.column(ev.end)
+    if isinstance(rec, StateRecord):
+        multi = len(ladder.connections[col]) > 1
+        sub = f"{rec.why} · port {rec.conn[1]}" if multi else rec.why
+        return _Event(rec.t, ev.order, "state", col, text=rec.new, sub=sub, state=rec.new, host=rec.host)
+    if isinstance(rec, ObservedState):
+        mark = StateMark(rec.state, rec.uncertain)
+        sub = "inferred from the packets" if rec.uncertain else "observed"
+        return _Event(rec.t, ev.order, "state", col, text=str(mark), sub=sub, state=str(mark), host=rec.host)
+    if isinstance(rec, TimerRecord):
+        if rec.timer is Timer.TIME_WAIT and rec.action is TimerAction.EXPIRED:
+            return None
+        count = f" #{rec.count}" if rec.count else ""
+        if rec.action is TimerAction.RETRANSMIT:
+            text = f"timeout → {rec.action.value}{count}"
+        else:
+            text = f"{rec.timer.value} timer: {rec.action.value}{count}"
+        return _Event(rec.t, ev.order, "note", col, text=text, host=rec.host)
+    if isinstance(rec, (NoteRecord, HostNote)) and rec.kind in _NOTE_KINDS:
+        text = {"crash": "crashed", "restart": "restarted", "heal": "healed"}.get(rec.kind, "")
+        if not text:
+            text = f"{rec.kind} {rec.detail}" if rec.kind in ("listen", "unlisten") else rec.kind
+        return _Event(rec.t, ev.order, "note", col, text=text, sub=rec.detail, host=rec.host)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,11 +295,11 @@ def _addresses(trace: Trace, left: str, right: str, arrows: list[_Arrow]) -> lis
 # ---------------------------------------------------------------------------------------------
 
 
-def _layout(arrows: list[_Arrow], events: list[_Event]) -> tuple[_Layout, float]:
+def _layout(arrows: list[_Drawn], events: list[_Event]) -> tuple[_Layout, float]:
     """Place every event (see the module's notes on the time scale); returns the layout and the
     seconds per one-way delay that the scale is built on."""
     lay = _Layout()
-    delays = sorted(a.end_t - a.line.t for a in arrows if a.status == "delivered" and a.end_t > a.line.t)
+    delays = sorted(a.end_t - a.m.sent for a in arrows if a.status == "delivered" and a.end_t > a.m.sent)
     # Without a delivered segment that took time (a link without delay), a millisecond.
     unit = statistics.median(delays) if delays else 0.001
     scale = UNIT_PX / unit
@@ -449,7 +342,7 @@ def _layout(arrows: list[_Arrow], events: list[_Event]) -> tuple[_Layout, float]
                 prior = last[c]
                 ey = max(arrive_next[c], y if prior is None else prior + (ROW_PX if last_was_send[c] else 0),
                          a.y0)
-                delay = ev.t - a.line.t
+                delay = ev.t - a.m.sent
                 if delay <= gap_after:  # it slants by its delay even when it left from a lower row
                     ey = max(ey, a.y0 + delay * scale)
                 arrive_next[c] = ey + ROW_PX
@@ -459,7 +352,7 @@ def _layout(arrows: list[_Arrow], events: list[_Event]) -> tuple[_Layout, float]
                 ticked = True
             elif ev.kind == "end":
                 a = arrows[ev.arrow]
-                delay = ev.t - a.line.t
+                delay = ev.t - a.m.sent
                 ev.y = a.y1 = max(y, a.y0 + min(delay, gap_after) * scale, a.y0 + ROW_PX / 2)
             else:
                 height = _STATE_H if ev.kind == "state" else _NOTE_H
@@ -480,8 +373,8 @@ def _layout(arrows: list[_Arrow], events: list[_Event]) -> tuple[_Layout, float]
 # ---------------------------------------------------------------------------------------------
 
 
-def _svg(arrows: list[_Arrow], events: list[_Event], lay: _Layout, names: tuple[str, str],
-         addrs: list[list[str]], decimals: int) -> str:
+def _svg(arrows: list[_Drawn], events: list[_Event], lay: _Layout, names: tuple[str, str],
+         addrs: tuple[tuple[str, ...], tuple[str, ...]], decimals: int) -> str:
     xs = (_XL, _XR)
     end_y = lay.bottom + 24
     height = end_y + 16
@@ -542,7 +435,7 @@ def _svg(arrows: list[_Arrow], events: list[_Event], lay: _Layout, names: tuple[
         anchor = "end" if ev.col == 0 else "start"
         tx = x + sign * 12
         if ev.kind == "state":
-            colour = _STATE_COLOURS.get(ev.state, "#333333")
+            colour = _STATE_COLOURS.get(ev.state.rstrip("?"), "#333333")  # an inferred state: as the real one
             out.append(
                 f'<g class="state" data-state="{_esc(ev.state)}" data-host="{_esc(ev.host)}" '
                 f'data-t="{ev.t:.9g}">'
@@ -745,34 +638,34 @@ def _place_labels(geoms: list[_Geom], obstacles: list[_Box]) -> None:
         g.dy = -5.0 if above else round(0.8 * g.size + 3, 1)
 
 
-def _geometry(a: _Arrow) -> _Geom:
+def _geometry(a: _Drawn) -> _Geom:
     xs = (_XL, _XR)
-    seg = a.line.packet.seg
+    seg = a.m.packet.seg
     x0, y0 = xs[a.src_col], a.y0
     x1, y1 = xs[a.dst_col], a.y1
     if a.status != "delivered":  # stop half-way
         x1, y1 = (x0 + x1) / 2, (y0 + y1) / 2
-    label = _label(seg.flags, a.seq, a.ack, len(seg.payload))
+    label = _label(seg.flags, a.m.seq, a.m.ack, len(seg.payload))
     extra = []
-    if a.retransmission:
+    if a.m.retransmission:
         extra.append("retransmission")
-    if a.line.fate.copy:
-        extra.append(f"duplicate #{a.line.fate.copy}")
+    if a.m.copy:
+        extra.append(f"duplicate #{a.m.copy}")
     if extra:
         label += " (" + ", ".join(extra) + ")"
     room = math.hypot(x1 - x0, y1 - y0) - 28 if a.status != "delivered" else abs(_XR - _XL) / 2 - 22
     return _Geom(x0, y0, x1, y1, label, _fit_font(label, room))
 
 
-def _fate_text(a: _Arrow) -> str:
+def _fate_text(a: _Drawn) -> str:
     if a.status == "lost":
-        return f"lost ({a.reason})" if a.reason else "lost"
+        return f"lost ({a.m.reason})" if a.m.reason else "lost"
     if a.status == "in-flight":
         return "still in flight when the trace ends"
     return ""
 
 
-def _fate_boxes(a: _Arrow, g: _Geom) -> list[_Box]:
+def _fate_boxes(a: _Drawn, g: _Geom) -> list[_Box]:
     """Where the texts at an arrow's end go (lost, in flight, discarded), so labels avoid them."""
     out = []
     text = _fate_text(a)
@@ -782,8 +675,8 @@ def _fate_boxes(a: _Arrow, g: _Geom) -> list[_Box]:
             out.append(_flat_box(g.x1 - 8, g.y1 - 10, g.x1 + 12 + w, g.y1 + 8))
         else:
             out.append(_flat_box(g.x1 - 12 - w, g.y1 - 10, g.x1 + 8, g.y1 + 8))
-    if a.discarded:
-        w = (len(a.discarded) + 11) * 0.6 * 11.5
+    if a.m.discarded:
+        w = (len(a.m.discarded) + 11) * 0.6 * 11.5
         if g.x0 < g.x1:
             out.append(_flat_box(g.x1 - 14 - w, g.y1 + 5, g.x1 - 14, g.y1 + 19))
         else:
@@ -791,30 +684,30 @@ def _fate_boxes(a: _Arrow, g: _Geom) -> list[_Box]:
     return out
 
 
-def _arrow_svg(a: _Arrow, g: _Geom, names: tuple[str, str]) -> str:
-    pkt = a.line.packet
+def _arrow_svg(a: _Drawn, g: _Geom, names: tuple[str, str]) -> str:
+    pkt = a.m.packet
     seg = pkt.seg
     kind = _kind(pkt)
     colour = _KIND_COLOURS[kind]
     attrs = {
-        "class": "segment", "tabindex": "0", "data-i": str(a.i), "data-src": names[a.src_col],
-        "data-dst": names[a.dst_col], "data-flags": ",".join(flag_names(seg.flags)), "data-seq": str(seg.seq),
+        "class": "segment", "tabindex": "0", "data-i": str(a.m.index), "data-src": names[a.src_col],
+        "data-dst": names[a.dst_col], "data-flags": format_flags(seg.flags), "data-seq": str(seg.seq),
         "data-ack": "" if seg.ack is None else str(seg.ack), "data-len": str(len(seg.payload)),
-        "data-fate": a.status, "data-reason": a.reason, "data-t": f"{a.line.t:.9g}",
+        "data-fate": a.status, "data-reason": a.m.reason, "data-t": f"{a.m.sent:.9g}",
         "data-t-end": f"{a.end_t:.9g}", "data-kind": kind,
     }
-    if a.retransmission:
+    if a.m.retransmission:
         attrs["data-retransmission"] = "1"
-    if a.line.fate.copy:
-        attrs["data-copy"] = str(a.line.fate.copy)
-    if a.discarded:
-        attrs["data-discarded"] = a.discarded
+    if a.m.copy:
+        attrs["data-copy"] = str(a.m.copy)
+    if a.m.discarded:
+        attrs["data-discarded"] = a.m.discarded
     head = " ".join(f'{k}="{_esc(v)}"' for k, v in attrs.items())
     lost = a.status != "delivered"
     dash = ' stroke-dasharray="7 4"' if lost else ""
     marker = "" if lost else f' marker-end="url(#head-{kind})"'
     x0, y0, x1, y1 = g.x0, g.y0, g.x1, g.y1
-    parts = [f"<g {head}>", f"<title>{_esc(a.line.t)} s: {_esc(_summary(pkt))}</title>",
+    parts = [f"<g {head}>", f"<title>{_esc(a.m.sent)} s: {_esc(_summary(pkt))}</title>",
              f'<line x1="{x0}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" class="hit"/>',
              f'<line x1="{x0}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" class="wire" stroke="{colour}"{dash}'
              f"{marker}/>",
@@ -829,10 +722,11 @@ def _arrow_svg(a: _Arrow, g: _Geom, names: tuple[str, str]) -> str:
         sign = 1 if x0 < x1 else -1
         parts.append(f'<text class="lost-label" x="{x1 + sign * 12:.1f}" y="{y1 + 4:.1f}" '
                      f'text-anchor="{"start" if sign > 0 else "end"}">{_esc(text)}</text>')
-    if a.discarded:
+    discarded = a.m.discarded
+    if discarded:
         sign = -1 if x0 < x1 else 1
         parts.append(f'<text class="lost-label" x="{x1 + sign * 14:.1f}" y="{y1 + 16:.1f}" '
-                     f'text-anchor="{"end" if sign < 0 else "start"}">discarded: {_esc(a.discarded)}</text>')
+                     f'text-anchor="{"end" if sign < 0 else "start"}">discarded: {_esc(discarded)}</text>')
     parts.append("</g>")
     return "".join(parts)
 
@@ -849,40 +743,38 @@ def _summary(pkt: IPPacket) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _details(a: _Arrow, names: tuple[str, str], total: int, decimals: int) -> dict[str, object]:
+def _details(a: _Drawn, names: tuple[str, str], total: int, decimals: int) -> dict[str, object]:
     """Everything about one segment, as (field, value) rows for the detail panel."""
-    line = a.line
-    pkt = line.packet
+    m = a.m
+    pkt = m.packet
     seg = pkt.seg
-    fate = line.fate
     rows: list[tuple[str, str]] = [
         ("from", f"{names[a.src_col]} {pkt.src} port {seg.src_port}"),
         ("to", f"{names[a.dst_col]} {pkt.dst} port {seg.dst_port}"),
-        ("sent at", f"{_fmt_t(line.t, decimals)} s"),
+        ("sent at", f"{_fmt_t(m.sent, decimals)} s"),
     ]
     if a.status == "delivered":
-        rows.append(("arrived at", f"{_fmt_t(a.end_t, decimals)} s (after {_fmt_dur(a.end_t - line.t)})"))
+        rows.append(("arrived at", f"{_fmt_t(a.end_t, decimals)} s (after {_fmt_dur(a.end_t - m.sent)})"))
     elif a.status == "lost":
-        when = fate.t if fate.t is not None else line.t
-        rows.append(("lost", f"at {_fmt_t(when, decimals)} s: {a.reason or 'unknown reason'}"))
+        when = m.end if m.end is not None else m.sent
+        rows.append(("lost", f"at {_fmt_t(when, decimals)} s: {m.reason or 'unknown reason'}"))
     else:
         rows.append(("fate", "still in flight when the trace ends"))
-    if fate.held:
-        rows.append(("held back", f"{_fmt_dur(fate.held)} beyond the link's delay"))
-    if a.corrupt:
-        rows.append(("corrupted", a.corrupt))
-    if a.discarded:
-        rows.append(("discarded by the receiver", a.discarded))
-    if a.retransmission:
+    if m.held:
+        rows.append(("held back", f"{_fmt_dur(m.held)} beyond the link's delay"))
+    if a.m.corrupt:
+        rows.append(("corrupted", a.m.corrupt))
+    if a.m.discarded:
+        rows.append(("discarded by the receiver", a.m.discarded))
+    if a.m.retransmission:
         rows.append(("retransmission", "yes: the same sequence range was sent before"))
-    if fate.copy:
-        rows.append(("duplicate", f"copy #{fate.copy} made by the link"))
-    names_ = flag_names(seg.flags)
-    rows.append(("flags", f"{','.join(names_) or 'none'} (0x{seg.flags:02x})"))
-    rel = a.seq != seg.seq or (a.ack is not None and a.ack != seg.ack)
-    rows.append(("sequence number", f"{seg.seq}" + (f" (relative {a.seq})" if rel else "")))
+    if m.copy:
+        rows.append(("duplicate", f"copy #{m.copy} made by the link"))
+    rows.append(("flags", f"{format_flags(seg.flags) or 'none'} (0x{seg.flags:02x})"))
+    rel = a.m.seq != seg.seq or (a.m.ack is not None and a.m.ack != seg.ack)
+    rows.append(("sequence number", f"{seg.seq}" + (f" (relative {a.m.seq})" if rel else "")))
     if seg.ack is not None:
-        rows.append(("acknowledgment number", f"{seg.ack}" + (f" (relative {a.ack})" if rel else "")))
+        rows.append(("acknowledgment number", f"{seg.ack}" + (f" (relative {a.m.ack})" if rel else "")))
     else:
         rows.append(("acknowledgment number", f"none: ACK bit off (field holds {seg.raw_ack})"))
     rows.append(("SEG.LEN", f"{seg.seg_len} (payload {len(seg.payload)}"
@@ -892,11 +784,11 @@ def _details(a: _Arrow, names: tuple[str, str], total: int, decimals: int) -> di
     rows.append(("urgent pointer", f"{seg.urg}"))
     if seg.reserved:
         rows.append(("reserved bits", f"0x{seg.reserved:x} (should be zero)"))
-    opts = [describe_option(o) for o in seg.options]
+    opts = [format_option(o, "long") for o in seg.options]
     rows.append(("options", "\n".join(opts) if opts else "none"))
     rows.append(("payload length", f"{len(seg.payload)} bytes"))
     rows.append(("payload", _payload_preview(seg.payload)))
-    rows.append(("checksum", _checksum_text(seg.checksum, a.raw)))
+    rows.append(("checksum", _checksum_text(seg.checksum, a.m.raw)))
     if pkt.version == 4:
         ip = f"IPv4, TTL {pkt.ttl}, ID {pkt.ident}, " + ("DF" if pkt.frag & 0x4000 else "may fragment")
         if pkt.tos:
@@ -904,10 +796,10 @@ def _details(a: _Arrow, names: tuple[str, str], total: int, decimals: int) -> di
     else:
         ip = f"IPv6, hop limit {pkt.ttl}, traffic class 0x{pkt.tos:02x}, flow label {pkt.flow}"
     rows.append(("IP", ip))
-    rows.append(("packet size", f"{len(a.raw)} bytes" if a.raw else "unknown"))
+    rows.append(("packet size", f"{len(a.m.raw)} bytes" if a.m.raw else "unknown"))
     rows.append(("tcpdump", _summary(pkt)))
-    label = _label(seg.flags, a.seq, a.ack, len(seg.payload))
-    return {"title": f"#{a.i + 1} of {total}: {names[a.src_col]} → {names[a.dst_col]}  {label}",
+    label = _label(seg.flags, a.m.seq, a.m.ack, len(seg.payload))
+    return {"title": f"#{a.m.index + 1} of {total}: {names[a.src_col]} → {names[a.dst_col]}  {label}",
             "rows": rows}
 
 
@@ -924,35 +816,35 @@ def _checksum_text(checksum: int | None, raw: bytes) -> str:
     return f"{text} (correct)"
 
 
-def _table(arrows: list[_Arrow], names: tuple[str, str], decimals: int) -> str:
+def _table(arrows: list[_Drawn], names: tuple[str, str], decimals: int) -> str:
     out = ['<table class="segments"><thead><tr><th>#</th><th>sent (s)</th><th>from → to</th><th>flags</th>'
            "<th>seq</th><th>ack</th><th>len</th><th>win</th><th>options</th><th>fate</th></tr></thead><tbody>"]
     for a in arrows:
-        seg = a.line.packet.seg
-        opts = ", ".join(s for s in (_short_option(o) for o in seg.options) if s)
+        seg = a.m.packet.seg
+        opts = ", ".join(s for s in (format_option(o, "short") for o in seg.options) if s)
         if a.status == "delivered":
             fate = f"arrived {_fmt_t(a.end_t, decimals)}"
         elif a.status == "lost":
-            fate = f"✗ lost ({a.reason})"
+            fate = f"✗ lost ({a.m.reason})"
         else:
             fate = "in flight"
-        if a.discarded:
-            fate += f", discarded: {a.discarded}"
+        if a.m.discarded:
+            fate += f", discarded: {a.m.discarded}"
         notes = []
-        if a.retransmission:
+        if a.m.retransmission:
             notes.append("retransmission")
-        if a.line.fate.copy:
-            notes.append(f"duplicate #{a.line.fate.copy}")
-        flags = ",".join(flag_names(seg.flags)) or "none"
+        if a.m.copy:
+            notes.append(f"duplicate #{a.m.copy}")
+        flags = format_flags(seg.flags) or "none"
         if notes:
             flags += " (" + ", ".join(notes) + ")"
         cls = "segrow" + ("" if a.status == "delivered" else " lost")
         out.append(
-            f'<tr class="{cls}" data-i="{a.i}" tabindex="0"><td>{a.i + 1}</td>'
-            f"<td>{_fmt_t(a.line.t, decimals)}</td>"
+            f'<tr class="{cls}" data-i="{a.m.index}" tabindex="0"><td>{a.m.index + 1}</td>'
+            f"<td>{_fmt_t(a.m.sent, decimals)}</td>"
             f"<td>{_esc(names[a.src_col])} → {_esc(names[a.dst_col])}</td>"
-            f'<td class="k-{_kind(a.line.packet)}">{_esc(flags)}</td><td>{a.seq}</td>'
-            f"<td>{'' if a.ack is None else a.ack}</td><td>{len(seg.payload)}</td><td>{seg.window}</td>"
+            f'<td class="k-{_kind(a.m.packet)}">{_esc(flags)}</td><td>{a.m.seq}</td>'
+            f"<td>{'' if a.m.ack is None else a.m.ack}</td><td>{len(seg.payload)}</td><td>{seg.window}</td>"
             f"<td>{_esc(opts)}</td><td>{_esc(fate)}</td></tr>")
     if not arrows:
         out.append('<tr><td colspan="10">no segments between these hosts</td></tr>')
@@ -1084,34 +976,40 @@ _JS = """
 def render_html(trace: Trace, left: str, right: str, *, title: str, explanation: str = "",
                 relative: bool = False) -> str:
     """A self-contained HTML page with the ladder diagram of the segments between hosts ``left``
-    and ``right`` (names as given to :meth:`~synack.sim.Network.add_host`), their states, a
-    detail panel, ``explanation`` (plain text; blank lines separate paragraphs) and a table of
-    the segments. ``relative``: label sequence and acknowledgment numbers relative to each
-    direction's first sequence number (as the RFC figures and tcpdump do); otherwise absolute.
-    The page loads nothing from anywhere."""
+    and ``right`` of a trace (names as given to :meth:`~synack.sim.Network.add_host`):
+    :func:`ladder_html` of :func:`~synack.diagram.build_ladder`. ``relative``: label sequence and
+    acknowledgment numbers relative to the ISN of their connection (as the RFC figures do);
+    otherwise absolute."""
     if left == right:
         raise ValueError("left and right must be two different hosts")
-    names = (left, right)
-    arrows, events = _collect(trace, left, right, relative)
+    return ladder_html(build_ladder(trace.records, left, right, relative=relative), title=title,
+                       explanation=explanation)
+
+
+def ladder_html(ladder: Ladder, *, title: str, explanation: str = "") -> str:
+    """A self-contained HTML page with the ladder's diagram, the ends' states, a detail panel,
+    ``explanation`` (plain text; blank lines separate paragraphs) and a table of the segments.
+    The page loads nothing from anywhere."""
+    left, right = names = ladder.ends
+    arrows, events = _arrows_and_events(ladder)
     lay, unit = _layout(arrows, events)
-    addrs = _addresses(trace, left, right, arrows)
+    addrs = ladder.addresses
     decimals = max(3, min(9, math.ceil(-math.log10(unit)) + 1)) if unit > 0 else 3
     svg = _svg(arrows, events, lay, names, addrs, decimals)
     details = [_details(a, names, len(arrows), decimals) for a in arrows]
     # JSON inside <script>: no "<" at all, so "</script>" cannot end it early.
     blob = json.dumps(details, ensure_ascii=False).replace("<", "\\u003c")
     lost = sum(a.status == "lost" for a in arrows)
-    end = max((r.t for r in trace.records), default=0.0)
-    numbers = "relative to each side's first sequence number" if relative else "absolute"
+    numbers = "relative to each side's first sequence number" if ladder.relative else "absolute"
     sub = (f"{_esc(left)} ({_esc(', '.join(addrs[0]) or '?')}) ⇄ {_esc(right)} "
            f"({_esc(', '.join(addrs[1]) or '?')}) · {len(arrows)} segments, {lost} lost · "
-           f"{_esc(_fmt_dur(end))} of virtual time · sequence numbers {numbers}")
+           f"{_esc(_fmt_dur(ladder.end_time))} of virtual time · sequence numbers {numbers}")
     legend = ("<span class='k-syn'>━ SYN</span><span class='k-data'>━ data</span>"
               "<span>━ ACK</span><span class='k-fin'>━ FIN</span><span class='k-rst'>━ RST</span>"
               "<span style='color:#c00000'>╌ ✗ lost</span>"
               "<span>states: <b style='color:#1f5fbf'>opening</b> <b style='color:#1e7b34'>ESTABLISHED</b> "
               "<b style='color:#a85000'>closing</b> <b style='color:#7b3fa0'>TIME-WAIT</b></span>")
-    if any(a.status == "delivered" and a.end_t > a.line.t for a in arrows):
+    if any(a.status == "delivered" and a.end_t > a.m.sent for a in arrows):
         unit_text = f"one typical one-way delay ({_esc(_fmt_dur(unit))})"
     else:
         unit_text = f"{_esc(_fmt_dur(unit))} (no segment here took any time to arrive)"

@@ -8,7 +8,9 @@ Pure functions and small value types, no I/O:
   unknown options are preserved by kind and bytes (MUST-6);
 * IPv4 (RFC 791) and IPv6 (RFC 8200) headers and the TCP checksum over the pseudo-header
   (RFC 9293 §3.1, MUST-2/MUST-3);
-* a one-line text form in the style of tcpdump.
+* the text forms every printer shares: control bits and options in each style in use
+  (:func:`format_flags`, :func:`format_option`), relative sequence numbers
+  (:class:`RelativeSeq`), and a one-line form in the style of tcpdump.
 
 Every malformed input raises :class:`WireError`, whose message says what is wrong and at which
 byte offset; no ``IndexError`` or ``struct.error`` escapes from a parser.
@@ -21,27 +23,31 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 __all__ = [
     "ACK",
     "CWR",
     "ECE",
     "FIN",
+    "NEAR_ISN",
     "PSH",
     "RST",
     "SEQ_MOD",
     "SYN",
     "URG",
+    "Direction",
     "Eol",
+    "FlagStyle",
     "IPPacket",
     "Mss",
     "Nop",
     "Option",
+    "OptionStyle",
+    "RelativeSeq",
     "Sack",
     "SackPermitted",
     "Segment",
-    "SeqContext",
     "Timestamps",
     "UnknownOption",
     "WindowScale",
@@ -50,9 +56,11 @@ __all__ = [
     "build_ip_packet",
     "build_packet",
     "build_segment",
-    "describe_option",
+    "direction_of",
     "encode_options",
     "flag_names",
+    "format_flags",
+    "format_option",
     "format_segment",
     "format_tcpdump",
     "internet_checksum",
@@ -177,31 +185,45 @@ URG: Final = 0x20
 ECE: Final = 0x40
 CWR: Final = 0x80
 
-_FLAG_NAMES: Final = (
-    (FIN, "FIN"), (SYN, "SYN"), (RST, "RST"), (PSH, "PSH"),
-    (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"),
-)
-# Display order used by people and by RFC figures: SYN first, then ACK, ...
-_FLAG_DISPLAY: Final = (
-    (SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"),
-    (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR"),
-)
-# tcpdump prints the letters in bit order: F S R P . U E W
-_TCPDUMP_LETTERS: Final = (
-    (FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"),
-    (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"),
-)
+# Each style of control-bit text is one table: the bits it shows, in the order it shows them.
+_FLAG_STYLES: Final[dict[str, tuple[tuple[int, str], ...]]] = {
+    # Display order used by people (and by ``Segment.ctl``): SYN first, then FIN, RST, PSH, ACK ...
+    "names": ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"),
+              (ACK, "ACK"), (URG, "URG"), (ECE, "ECE"), (CWR, "CWR")),
+    # The <CTL=...> field of RFC 9293 §3.5's figures (RFC 793 §3.4): the five bits connection
+    # management talks about, in the figures' order (``<CTL=SYN,ACK>``, ``<CTL=RST,ACK>``).
+    "figure": ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (URG, "URG"), (ACK, "ACK")),
+    # tcpdump prints one letter per bit, in bit order: F S R P . U E W
+    "tcpdump": ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"),
+                (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W")),
+}
+FlagStyle = Literal["names", "figure", "tcpdump"]
+
+
+def format_flags(flags: int, style: FlagStyle = "names", *, sep: str = ",") -> str:
+    """The control bits of a segment (RFC 9293 §3.1, RFC 3168 for ECE/CWR) as text, in one of
+    three styles; no bit shown gives ``""``:
+
+    * ``"names"``: every bit by name in display order, ``0x12`` → ``SYN,ACK``, ``0xFF`` →
+      ``SYN,FIN,RST,PSH,ACK,URG,ECE,CWR`` (``sep`` joins them);
+    * ``"figure"``: the ``<CTL=...>`` field of the RFC's sequence figures — only SYN, FIN, RST, URG
+      and ACK, in that order (PSH and the ECN bits are not part of connection management);
+    * ``"tcpdump"``: tcpdump's letters, ``0x12`` → ``S.`` (``sep`` is not used)."""
+    table = _FLAG_STYLES[style]
+    if style == "tcpdump":
+        sep = ""
+    return sep.join(name for bit, name in table if flags & bit)
 
 
 def flag_names(flags: int) -> list[str]:
-    """``0x12`` → ``["SYN", "ACK"]`` (display order: SYN, FIN, RST, PSH, ACK, URG, ECE, CWR)."""
-    return [name for bit, name in _FLAG_DISPLAY if flags & bit]
+    """``0x12`` → ``["SYN", "ACK"]``: the names of :func:`format_flags`'s ``"names"`` style, as a
+    list."""
+    return [name for bit, name in _FLAG_STYLES["names"] if flags & bit]
 
 
 def tcpdump_flags(flags: int) -> str:
     """``0x12`` → ``"S."`` as tcpdump prints it; no flag at all → ``"none"``."""
-    s = "".join(letter for bit, letter in _TCPDUMP_LETTERS if flags & bit)
-    return s or "none"
+    return format_flags(flags, "tcpdump") or "none"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +395,29 @@ def encode_options(options: Iterable[Option]) -> bytes:
     return bytes(out)
 
 
-def describe_option(opt: Option) -> str:
-    """Human text of one option: ``MSS 1460``, ``SACK permitted``, ``timestamps val=1 ecr=0``."""
+OptionStyle = Literal["long", "tcpdump", "short"]
+
+
+def format_option(opt: Option, style: OptionStyle = "long") -> str:
+    """One option (RFC 9293 §3.2, RFC 7323, RFC 2018) as text, in one of three styles — the one
+    formatter of options for every printer:
+
+    * ``"long"`` (``synack decode``, the HTML detail panel): ``MSS 1460``, ``window scale 7
+      (multiply by 128)``, ``SACK permitted``, ``SACK 1-2 5-9``, ``timestamps val=1 ecr=0``,
+      ``NOP``, ``EOL (end of option list)`` (``, then 3 bytes of padding`` when padding followed
+      it), ``unknown option kind 30 (4 bytes: abcd)``;
+    * ``"tcpdump"`` (:func:`format_tcpdump`): ``mss 1460``, ``wscale 7``, ``sackOK``,
+      ``sack 2 {1:2} {5:9}``, ``TS val 1 ecr 0``, ``nop``, ``eol``, ``opt-30:abcd``;
+    * ``"short"`` (a table cell): ``mss 1460``, ``wscale 7``, ``sackOK``, ``sack 1-2 5-9``, ``TS``,
+      ``""`` for a NOP (a table leaves it out), ``eol``, ``opt-30``."""
+    if style == "tcpdump":
+        return _tcpdump_option_text(opt)
+    if style == "short":
+        return _short_option_text(opt)
+    return _long_option_text(opt)
+
+
+def _long_option_text(opt: Option) -> str:
     if isinstance(opt, Mss):
         return f"MSS {opt.value}"
     if isinstance(opt, WindowScale):
@@ -388,11 +431,24 @@ def describe_option(opt: Option) -> str:
     if isinstance(opt, Nop):
         return "NOP"
     if isinstance(opt, Eol):
-        return "EOL"
+        padding = f", then {len(opt.padding)} bytes of padding" if opt.padding else ""
+        return "EOL (end of option list)" + padding
     return f"unknown option kind {opt.kind} ({len(opt.data) + 2} bytes: {opt.data.hex()})"
 
 
-def _tcpdump_option(opt: Option) -> str:
+def _tcpdump_option_text(opt: Option) -> str:
+    if isinstance(opt, Sack):
+        return f"sack {len(opt.blocks)} " + " ".join(f"{{{left}:{right}}}" for left, right in opt.blocks)
+    if isinstance(opt, Timestamps):
+        return f"TS val {opt.tsval} ecr {opt.tsecr}"
+    if isinstance(opt, Nop):
+        return "nop"
+    if isinstance(opt, UnknownOption) and opt.data:
+        return f"opt-{opt.kind}:{opt.data.hex()}"
+    return _short_option_text(opt)
+
+
+def _short_option_text(opt: Option) -> str:
     if isinstance(opt, Mss):
         return f"mss {opt.value}"
     if isinstance(opt, WindowScale):
@@ -400,14 +456,14 @@ def _tcpdump_option(opt: Option) -> str:
     if isinstance(opt, SackPermitted):
         return "sackOK"
     if isinstance(opt, Sack):
-        return f"sack {len(opt.blocks)} " + " ".join(f"{{{left}:{right}}}" for left, right in opt.blocks)
+        return "sack " + " ".join(f"{left}-{right}" for left, right in opt.blocks)
     if isinstance(opt, Timestamps):
-        return f"TS val {opt.tsval} ecr {opt.tsecr}"
+        return "TS"
     if isinstance(opt, Nop):
-        return "nop"
+        return ""
     if isinstance(opt, Eol):
         return "eol"
-    return f"opt-{opt.kind}:{opt.data.hex()}" if opt.data else f"opt-{opt.kind}"
+    return f"opt-{opt.kind}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,8 +516,8 @@ class Segment:
         return None
 
     def ctl(self) -> str:
-        """``SYN,ACK`` — the control bits as RFC figures write them."""
-        return ",".join(flag_names(self.flags))
+        """``SYN,ACK`` — the control bits by name (:func:`format_flags`, ``"names"`` style)."""
+        return format_flags(self.flags)
 
 
 def _fold(total: int) -> int:
@@ -754,39 +810,119 @@ def parse_packet(data: bytes | memoryview, *, verify: bool = True) -> IPPacket:
 # ---------------------------------------------------------------------------------------------
 
 
-class SeqContext:
-    """Remembers the initial sequence number of each direction of each connection, so that
-    sequence and acknowledgment numbers can be printed relative to it (as tcpdump does)."""
+Direction = tuple[str, int, str, int]
+"""One direction of a connection: (source address, source port, destination address,
+destination port). A bare TCP header has ``""`` for its addresses."""
 
-    __slots__ = ("_isn",)
-
-    def __init__(self) -> None:
-        self._isn: dict[tuple[str, int, str, int], int] = {}
-
-    def base(self, src: str, sport: int, dst: str, dport: int, seg: Segment | None = None) -> int | None:
-        key = (src, sport, dst, dport)
-        if key not in self._isn and seg is not None:
-            self._isn[key] = seg.seq
-        return self._isn.get(key)
+NEAR_ISN: Final = 1 << 20
+"""How far below an ISN a number may lie and still be read relative to it (an old duplicate);
+further below, :class:`RelativeSeq` in ``"isn"`` mode gives up and the number is shown absolute."""
 
 
-def format_tcpdump(pkt: IPPacket, ctx: SeqContext | None = None) -> str:
+def direction_of(pkt: IPPacket) -> Direction:
+    """The direction a packet travels in (its sequence space); reverse it for its ACK's."""
+    seg = pkt.seg
+    return (pkt.src, seg.src_port, pkt.dst, seg.dst_port)
+
+
+class RelativeSeq:
+    """Relative sequence numbers: each direction of each connection counted from a base of its
+    own, as RFC 9293 §3.4 counts each side's numbers from its ISN. The one place that decides
+    which base a number is read against, for every printer: tcpdump lines
+    (:func:`format_tcpdump`), the diagrams, ``synack decode`` and the tests' segment listings.
+
+    It lives here, in the core's ``wire``, because :func:`format_tcpdump` needs it and the core
+    imports nothing from outside; the diagram model (:mod:`synack.diagram`) uses it from here.
+
+    Two ways of choosing the base, the ``mode``:
+
+    * ``"first"`` (tcpdump): the first sequence number seen in a direction is that direction's
+      base, whatever the segment (a capture may start in the middle). :meth:`offset` counts up from
+      it modulo 2**32, as tcpdump prints it (``signed=True`` gives the signed distance instead,
+      which sorts numbers on either side of the base);
+    * ``"isn"`` (the RFC figures): only SYNs set bases, and a direction may have several — a new
+      connection on the same ports, a crashed host's next incarnation. A number is read against
+      the nearest ISN at or below it; below every ISN it reads negative (an old duplicate sits at
+      ``-10``), but more than :data:`NEAR_ISN` below any of them it belongs to none and is shown
+      absolute (``None``). ISNs of segments put on the wire by hand (``injected``) are used only
+      for a direction that has no other. :meth:`numbers` shows the ``<SEQ=0>`` of a RST,ACK that
+      answers a SYN (RFC 9293 §3.10.7.1) as 0, since zero is in nobody's space.
+
+    Arithmetic is modulo 2**32 throughout, so numbers wrap past 2**32 - 1 to 0 seamlessly."""
+
+    __slots__ = ("_bases", "_injected", "mode")
+
+    def __init__(self, mode: Literal["first", "isn"] = "first") -> None:
+        self.mode = mode
+        self._bases: dict[Direction, list[int]] = {}
+        self._injected: dict[Direction, list[int]] = {}
+
+    def learn(self, direction: Direction, seg: Segment, *, injected: bool = False) -> None:
+        """Take note of a segment seen travelling in ``direction``."""
+        if self.mode == "first":
+            self._bases.setdefault(direction, [seg.seq])
+        elif seg.flags & SYN:
+            self.add_base(direction, seg.seq, injected=injected)
+
+    def add_base(self, direction: Direction, value: int, *, injected: bool = False) -> None:
+        """Declare a base for ``direction`` (an ISN known in advance, or a first number seen some
+        other way). In ``"first"`` mode only the first base of a direction counts."""
+        table = self._injected if injected else self._bases
+        bases = table.setdefault(direction, [])
+        if value not in bases and not (self.mode == "first" and bases):
+            bases.append(value)
+
+    def base(self, direction: Direction) -> int | None:
+        """The first base of ``direction`` (the tcpdump base; the first ISN), or None."""
+        bases = self._bases.get(direction) or self._injected.get(direction)
+        return bases[0] if bases else None
+
+    def offset(self, direction: Direction, n: int, *, signed: bool = False) -> int | None:
+        """``n`` relative to its base in ``direction``; None when it has none (show it absolute).
+        In ``"isn"`` mode the result is always signed (see the class)."""
+        bases = self._bases.get(direction) or self._injected.get(direction)
+        if not bases:
+            return None
+        if self.mode == "first":
+            return seq_diff(n, bases[0]) if signed else (n - bases[0]) & _SEQ_MASK
+        best: int | None = None
+        for isn in bases:
+            diff = seq_diff(n, isn)
+            if best is None or (diff >= 0 and (best < 0 or diff < best)) or (best < 0 and diff > best):
+                best = diff
+        assert best is not None
+        return None if best < -NEAR_ISN else best
+
+    def show(self, direction: Direction, n: int) -> int:
+        """``n`` as it should be printed: relative when it has a base, else as it is."""
+        rel = self.offset(direction, n)
+        return n if rel is None else rel
+
+    def numbers(self, pkt: IPPacket) -> tuple[int, int | None]:
+        """The (SEQ, ACK) of a packet as they should be printed (ACK None without the ACK bit)."""
+        seg = pkt.seg
+        fwd = direction_of(pkt)
+        rev = (fwd[2], fwd[3], fwd[0], fwd[1])
+        if self.mode == "isn" and seg.flags & RST and seg.seq == 0 and seg.ack is not None:
+            seq = 0  # <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>: zero is in nobody's space
+        else:
+            seq = self.show(fwd, seg.seq)
+        return seq, None if seg.ack is None else self.show(rev, seg.ack)
+
+
+def format_tcpdump(pkt: IPPacket, ctx: RelativeSeq | None = None) -> str:
     """One line like tcpdump's: ``10.0.0.1.80 > 10.0.0.2.33706: Flags [S.], seq 0, ack 1, win
     65535, options [mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7], length 0``.
 
-    With a ``ctx`` the numbers are relative to each direction's first sequence number. A packet
-    with empty addresses (a bare TCP header) is printed with its ports only."""
+    With a ``ctx`` (a :class:`RelativeSeq`, tcpdump's ``"first"`` mode) the numbers are relative to
+    each direction's first sequence number; the packet is learned first. A packet with empty
+    addresses (a bare TCP header) is printed with its ports only."""
     seg = pkt.seg
     seq = seg.seq
     ack = seg.ack
     if ctx is not None:
-        b = ctx.base(pkt.src, seg.src_port, pkt.dst, seg.dst_port, seg)
-        if b is not None:
-            seq = (seq - b) & _SEQ_MASK
-        if ack is not None:
-            rb = ctx.base(pkt.dst, seg.dst_port, pkt.src, seg.src_port)
-            if rb is not None:
-                ack = (ack - rb) & _SEQ_MASK
+        ctx.learn(direction_of(pkt), seg)
+        seq, ack = ctx.numbers(pkt)
     src = f"{pkt.src}.{seg.src_port}" if pkt.src else str(seg.src_port)  # no address: a bare header
     dst = f"{pkt.dst}.{seg.dst_port}" if pkt.dst else str(seg.dst_port)
     parts = [f"{src} > {dst}: Flags [{tcpdump_flags(seg.flags)}]"]
@@ -799,7 +935,7 @@ def format_tcpdump(pkt: IPPacket, ctx: SeqContext | None = None) -> str:
     if seg.flags & URG:
         parts.append(f"urg {seg.urg}")
     if seg.options:
-        parts.append("options [" + ",".join(_tcpdump_option(o) for o in seg.options) + "]")
+        parts.append("options [" + ",".join(format_option(o, "tcpdump") for o in seg.options) + "]")
     parts.append(f"length {plen}")
     return ", ".join(parts)
 
