@@ -37,8 +37,9 @@ from synack.core.connection import (
     ConnectionRefused,
     ConnectionReset,
 )
-from synack.core.records import TRANSITIONS, State, Transition
-from synack.core.wire import Segment
+from synack.core.records import TRANSITIONS, Observer, State, Transition
+from synack.core.wire import Segment, build_packet, parse_packet
+from synack.sim import Pipe
 
 A_ADDR = ("10.0.0.1", 40000)
 B_ADDR = ("10.0.0.2", 80)
@@ -96,14 +97,37 @@ class Figure:
 BASES = [pytest.param(0, id="figure-numbers"), pytest.param((1 << 32) - 200, id="wrapped")]
 
 
+class Tcb:
+    """A bare Connection as an end of a :class:`synack.sim.Pipe` (no host: no demultiplexing, no
+    listener, the figure's own ISS). Segments go through ``feed`` and ``pull``, so every segment
+    is checked against the TCB's invariants as when the test moves it by hand."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def receive(self, packet: bytes, now: float) -> None:
+        feed(self.conn, parse_packet(packet).seg, at=now)
+
+    def packets_to_send(self, now: float) -> list[bytes]:
+        c = self.conn
+        return [build_packet(c.local_addr, c.remote_addr, s) for s in pull(c, now)]
+
+    def next_deadline(self) -> float | None:
+        return self.conn.next_deadline()
+
+    def handle_timeout(self, now: float) -> None:
+        fire(self.conn, now)
+
+
 def _established_pair(f: Figure, iss_a: int, iss_b: int) -> tuple[Connection, Connection]:
-    """A (active) and B (passive) after a real handshake, SND.NXT = ISS+1 on both."""
+    """A (active) and B (passive) after a real handshake at t = 0 on a zero-delay pipe (three
+    segments, three steps), SND.NXT = ISS+1 on both. The figures then move segments by hand."""
     a, b = f.a(iss_a), f.b(iss_b)
     b.open_passive(0.0)
     a.open_active(0.0)
-    f.move(a, b, 0.0)
-    f.move(b, a, 0.0)
-    f.move(a, b, 0.0)
+    pipe = Pipe(Tcb(a), Tcb(b), delay=0.0, log=True)
+    pipe.run(0.0)
+    assert [ctl(p.seg) for _, _, p in pipe.packets()] == ["SYN", "SYN,ACK", "ACK"]
     assert a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
     return a, b
 
@@ -425,13 +449,19 @@ def _scenarios() -> Iterator[Callable[[], Any]]:
 
 def test_l4_every_transition_of_the_table_is_exercised(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: set[Transition] = set()
-    original = Connection._set_state
 
-    def spy(self: Connection, transition: Transition, detail: str = "") -> None:
-        original(self, transition, detail)  # raises on anything not in the table
-        seen.add(transition)
+    class Seen(Observer):
+        def transition(self, conn: object, transition: Transition, detail: str) -> None:
+            seen.add(transition)
 
-    monkeypatch.setattr(Connection, "_set_state", spy)
+    observer = Seen()
+    original_init = Connection.__init__
+
+    def observed_init(self: Connection, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.tracer = observer  # every connection the scenarios make reports to us
+
+    monkeypatch.setattr(Connection, "__init__", observed_init)
     for scenario in _scenarios():
         scenario()
     # The factories themselves walk the main arrows (open, establish, close in every order).

@@ -248,9 +248,10 @@ def test_every_7th_segment_dropped_10mb_both_ways_sack_recovery_is_much_faster()
     check(with_sack)
     assert with_sack.client.sack_ok and with_sack.server.sack_ok
     assert with_sack.pipe.dropped[0] > 1000 and with_sack.pipe.dropped[1] > 1000
-    # Measured: about 1,357 virtual seconds without, about 99 with.
-    assert without.pipe.now > 1000
-    assert with_sack.pipe.now < 0.1 * without.pipe.now
+    # Measured: about 764 virtual seconds without (1,357 before RFC 3042 Limited Transmit came to
+    # the path without SACK), about 101 with.
+    assert without.pipe.now > 500
+    assert with_sack.pipe.now < 0.2 * without.pipe.now
 
 
 def test_peer_that_negotiated_sack_but_sends_no_blocks_still_gets_fast_retransmit() -> None:

@@ -70,7 +70,7 @@ from synack.core.wire import (
     parse_packet,
     segment_acceptable,
 )
-from synack.sim import Network
+from synack.sim import Network, Pipe
 
 MASK = 0xFFFFFFFF
 HALF = 1 << 31
@@ -360,25 +360,15 @@ def test_fuzz_connection_soak(name: str, opts: bool, data: st.DataObject) -> Non
 A_ADDR, B_ADDR = "10.0.0.1", "10.0.0.2"
 
 
-def _pump(a: Host, b: Host, now: float, rounds: int = 20) -> None:
-    for _ in range(rounds):
-        pa = a.packets_to_send(now)
-        pb = b.packets_to_send(now)
-        if not pa and not pb:
-            return
-        for p in pa:
-            b.receive(p, now)
-        for p in pb:
-            a.receive(p, now)
-
-
 def _hosts(opts: bool) -> tuple[Host, Host, Connection]:
+    """A connected to B's listener by a handshake on a zero-delay pipe at t = 0, then data from A
+    whose packets are lost."""
     cfg = Config.lab() if opts else Config.lab(timestamps=False, sack=False, window_scaling=False)
     a = Host([A_ADDR], name="A", config=cfg)
     b = Host([B_ADDR], name="B", config=cfg)
     b.listen(80, backlog=4, syn_backlog=8)
     c = a.connect(B_ADDR, 80, 0.0)
-    _pump(a, b, 0.0)
+    Pipe(a, b, delay=0.0, max_steps=20).run(0.0)
     assert c.state is State.ESTABLISHED
     c.send(b"hello" * 400, 0.0)
     a.packets_to_send(0.0)  # lost: data in flight

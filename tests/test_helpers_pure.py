@@ -150,6 +150,7 @@ def _dupack(tcb: _Tcb) -> Segment:
 
 
 def _three_dupacks(tcb: _Tcb, rec: NewRenoRecovery) -> list[bool]:
+    """Three RFC 5681 duplicate ACKs (``rec`` must have ``recover`` below SND.UNA, RFC 6582)."""
     dup = _dupack(tcb)
     return [rec.on_duplicate(tcb) for _ in range(3) if rec.is_duplicate(tcb, dup, tcb.snd_una, False)]
 
@@ -210,8 +211,9 @@ def test_rfc6582_full_ack_of_everything_leaves_two_segments() -> None:
 
 
 def test_rfc6582_recover_compared_modulo_2_32() -> None:
-    tcb = _Tcb(snd_una=(0x10 - 8000) & 0xFFFFFFFF, snd_max=0x10, snd_nxt=0x10)  # recover wrapped past 2**32
-    rec = NewRenoRecovery()
+    una = (0x10 - 8000) & 0xFFFFFFFF
+    tcb = _Tcb(snd_una=una, snd_max=0x10, snd_nxt=0x10)  # recover wraps past 2**32
+    rec = NewRenoRecovery(iss=(una - 1) & 0xFFFFFFFF)
     _three_dupacks(tcb, rec)
     assert rec.recover == 0x10
     assert rec.on_advance(tcb, 1000, 0xFFFFFFF0, 8000, grow=True) is True  # before recover: partial

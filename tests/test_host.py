@@ -1,6 +1,6 @@
 """Level 2 at the host: demultiplexing, listeners and backlogs, ports and bind rules, ISNs, RSTs
 for strays, counters, and the lifecycle behaviours L7–L16 — either with the test playing the peer
-(packets built by hand, fed to ``Host.receive``) or with two hosts joined by the pipe."""
+(packets built by hand, fed to ``Host.receive``) or with two hosts joined by a :class:`synack.sim.Pipe`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import struct
 from collections.abc import Callable
 
 import pytest
-from pipe import DropFn, Pipe
 
 from synack.core.connection import (
     Config,
@@ -33,6 +32,7 @@ from synack.core.wire import (
     internet_checksum,
     parse_packet,
 )
+from synack.sim import DropFn, Pipe
 
 A, B = "10.0.0.1", "10.0.0.2"
 A6, B6 = "fd00::1", "fd00::2"
@@ -46,20 +46,20 @@ MASK = 0xFFFFFFFF
 
 
 def pair(a_addrs: tuple[str, ...] = (A,), b_addrs: tuple[str, ...] = (B,), *, a_cfg: Config = CFG,
-         b_cfg: Config = CFG, drop: DropFn | None = None, log: bool = False) -> Pipe:
+         b_cfg: Config = CFG, drop: DropFn | None = None, log: bool = False) -> Pipe[Host, Host]:
     """Host A (client side) and host B joined by the pipe (1 ms one way)."""
     return Pipe(Host(a_addrs, name="A", config=a_cfg), Host(b_addrs, name="B", config=b_cfg),
                 drop=drop, log=log)
 
 
-def accept(pipe: Pipe, lst: Listener, limit: float = 30.0) -> Connection:
+def accept(pipe: Pipe[Host, Host], lst: Listener, limit: float = 30.0) -> Connection:
     pipe.run_until(lambda: lst.pending > 0, pipe.now + limit)
     conn = lst.accept()
     assert conn is not None
     return conn
 
 
-def established(pipe: Pipe, port: int = 80, dst: str = B,
+def established(pipe: Pipe[Host, Host], port: int = 80, dst: str = B,
                 local_port: int = 0) -> tuple[Connection, Connection]:
     """Listen on B, connect from A, accept: (client, server), both ESTABLISHED."""
     lst = pipe.b.listeners.get(("", port)) or pipe.b.listen(port)
@@ -69,7 +69,7 @@ def established(pipe: Pipe, port: int = 80, dst: str = B,
     return client, server
 
 
-def read_all(pipe: Pipe, conn: Connection, n: int, limit: float = 60.0) -> bytes:
+def read_all(pipe: Pipe[Host, Host], conn: Connection, n: int, limit: float = 60.0) -> bytes:
     got = bytearray()
 
     def more() -> bool:
@@ -90,7 +90,7 @@ def feed(host: Host, src: str, dst: str, seg: Segment, now: float = 0.0) -> list
     return [parse_packet(p) for p in host.packets_to_send(now)]
 
 
-def segs(pipe: Pipe, side: int, pred: Callable[[Segment], bool] = lambda s: True,
+def segs(pipe: Pipe[Host, Host], side: int, pred: Callable[[Segment], bool] = lambda s: True,
          ) -> list[tuple[float, Segment]]:
     """(time sent, segment) of every logged packet from ``side`` (0 = A, 1 = B) matching ``pred``."""
     return [(t, p.seg) for t, _, p in pipe.packets(side) if pred(p.seg)]
@@ -429,7 +429,7 @@ def test_rfc6528_isns_differ_per_tuple_and_key_and_grow_with_time() -> None:
     assert syn.flags == SYN and syn.seq == conn.iss == h1.isn(k1, 5.0)
 
 
-def _server_time_wait(pipe: Pipe) -> tuple[Listener, Connection, Connection]:
+def _server_time_wait(pipe: Pipe[Host, Host]) -> tuple[Listener, Connection, Connection]:
     """B's connection on port 80 ends in TIME-WAIT (B closes first)."""
     lst = pipe.b.listen(80)
     client, server = established(pipe)
@@ -742,7 +742,7 @@ def test_counters_match_what_the_wire_carried() -> None:
     assert pipe.a.closed_connections == pipe.b.closed_connections == 1
 
 
-def _lifecycle(pipe: Pipe) -> list[bytes]:
+def _lifecycle(pipe: Pipe[Host, Host]) -> list[bytes]:
     client, server = established(pipe)
     client.send(b"ping" * 1000, pipe.now)
     read_all(pipe, server, 4000)

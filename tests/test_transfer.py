@@ -1,6 +1,6 @@
-"""Level 2: two hosts joined by the pipe move 10 MB each way, with a half-close and a close, under
-deterministic loss patterns. Every byte must arrive exactly once and in order, both ends must end
-CLOSED after TIME-WAIT, and both hosts' connection tables must be empty."""
+"""Level 2: two hosts joined by a :class:`synack.sim.Pipe` move 10 MB each way, with a half-close
+and a close, under deterministic loss patterns. Every byte must arrive exactly once and in order,
+both ends must end CLOSED after TIME-WAIT, and both hosts' connection tables must be empty."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from pipe import DropFn, Pipe
 
 from synack.core.connection import Config, Connection
 from synack.core.host import Host
 from synack.core.records import State
 from synack.core.wire import ACK, FIN, SYN, IPPacket
+from synack.sim import DropFn, Pipe
 
 MB = 1_000_000
 A, B = "10.0.0.1", "10.0.0.2"
@@ -32,7 +32,7 @@ class Outcome:
     b_sent: bytes
     client: Connection
     server: Connection
-    pipe: Pipe
+    pipe: Pipe[Host, Host]
     control: list[tuple[float, str, int, int, int | None]]  # (time, src, flags, seq, ack) of SYN/FIN
     b_eof_state: State | None = None
     b_sent_after_fin: int = 0

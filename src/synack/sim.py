@@ -45,6 +45,11 @@ own output is dropped and its timers do not run — until :meth:`Network.restart
 never implicit, but ``crash(name, restart_after=t)`` schedules it. A restarted host has no
 listeners: the script re-creates what the rebooted application would.
 
+The smaller driver: :class:`Pipe` joins exactly two ends — hosts, or a :class:`Tap` through which
+a test or a script plays the peer packet by packet — with one wire of fixed delay, and its clock
+moves only when the caller asks (to a time, until a condition holds, or until the ends are idle).
+It is what tests use when a link's faults are not the point, and what a script runner drives.
+
 Speed: with no trace and no scripted fault, a segment whose link does not corrupt is never built
 into bytes — the receiving host gets the sender's segment as parsing would give it (``_Unbuilt``,
 :meth:`Host.receive_segment`); the events, counters and random draws are the same either way.
@@ -57,8 +62,8 @@ import heapq
 import ipaddress
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 from synack.core.connection import Config, Connection
 from synack.core.host import Host
@@ -71,6 +76,7 @@ from synack.core.wire import (
     Nop,
     Segment,
     Timestamps,
+    WireError,
     address_text,
     build_packet,
     encode_options,
@@ -80,11 +86,20 @@ from synack.core.wire import (
 from synack.trace import NoteRecord, PacketRecord, Trace
 
 __all__ = [
+    "Arrival",
+    "DropFn",
+    "Endpoint",
     "Fault",
     "Link",
+    "Livelock",
     "Network",
+    "NotReached",
     "PacketPredicate",
+    "Pipe",
+    "PipeError",
+    "Sent",
     "SimStack",
+    "Tap",
     "has_flags",
     "segment_is",
 ]
@@ -813,3 +828,335 @@ class SimStack:
         timeout expires — also when nothing else happens before it — the clock reads the deadline:
         waiting takes time."""
         return self.net.run_until(predicate, limit=timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Two ends, one wire, a manual clock
+# ---------------------------------------------------------------------------------------------
+
+
+class Endpoint(Protocol):
+    """One end of a :class:`Pipe`: the sans-IO surface of :class:`~synack.core.host.Host` — IP
+    packets in, IP packets out, time passed in. A :class:`Tap` is the other kind."""
+
+    def receive(self, packet: bytes, now: float) -> None:
+        """One IP packet arrives at ``now``."""
+
+    def packets_to_send(self, now: float) -> Sequence[bytes]:
+        """Every IP packet due at ``now``; each is returned once."""
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :meth:`handle_timeout` has work (None: no timer runs)."""
+
+    def handle_timeout(self, now: float) -> None:
+        """Fire every timer due at ``now``."""
+
+
+DropFn = Callable[[IPPacket, int], bool]
+"""The pipe's loss predicate: (the packet, its index in its direction) -> lose it?"""
+
+
+class Sent(NamedTuple):
+    """A packet put on the pipe's wire: when, by which end (0 = ``a``, 1 = ``b``), the bytes."""
+
+    time: float
+    side: int
+    packet: bytes
+
+
+class Arrival(NamedTuple):
+    """A packet a :class:`Tap` received, and when it arrived."""
+
+    time: float
+    packet: bytes
+
+    def parse(self, *, verify: bool = True) -> IPPacket:
+        """The packet parsed; with ``verify`` a bad checksum raises
+        :class:`~synack.core.wire.WireError`."""
+        return parse_packet(self.packet, verify=verify)
+
+
+class Tap:
+    """A scripted peer: the end of a :class:`Pipe` that a test or a script plays by hand.
+
+    It records every packet that reaches it, with its arrival time, in :attr:`received`
+    (:meth:`take` hands out those not yet taken), and sends exactly what the caller queued with
+    :meth:`send`: the pipe takes the queue at its next flush, which happens at the current
+    virtual time before the clock moves (every :meth:`Pipe.step` starts with one). It has no
+    timers and never answers on its own. An arrival time is when the packet reached the tap: with
+    a delay d, the other end sent it at d earlier (the pipe's :attr:`Pipe.log` holds departure
+    times); with a zero delay the two are the same number."""
+
+    __slots__ = ("_outbox", "_taken", "received")
+
+    def __init__(self) -> None:
+        self.received: list[Arrival] = []
+        self._outbox: list[bytes] = []
+        self._taken = 0
+
+    def send(self, *packets: bytes) -> None:
+        """Queue IP packets (built with :func:`~synack.core.wire.build_packet`, or any bytes —
+        a corrupted packet reaches the other end as it is) to leave at the next flush."""
+        self._outbox.extend(packets)
+
+    @property
+    def queued(self) -> int:
+        """Packets queued by :meth:`send` that have not left yet."""
+        return len(self._outbox)
+
+    @property
+    def pending(self) -> int:
+        """Packets received and not yet handed out by :meth:`take`."""
+        return len(self.received) - self._taken
+
+    def take(self) -> list[Arrival]:
+        """The packets received since the last call, oldest first."""
+        new = self.received[self._taken:]
+        self._taken = len(self.received)
+        return new
+
+    def receive(self, packet: bytes, now: float) -> None:
+        self.received.append(Arrival(now, bytes(packet)))
+
+    def packets_to_send(self, now: float) -> list[bytes]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def handle_timeout(self, now: float) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<Tap received={len(self.received)} pending={self.pending} queued={self.queued}>"
+
+
+class PipeError(RuntimeError):
+    """The pipe could not do what it was asked."""
+
+
+class NotReached(PipeError):
+    """:meth:`Pipe.run_until`'s condition did not hold by its time limit."""
+
+
+class Livelock(PipeError):
+    """The ends kept exchanging packets or firing timers without the clock moving."""
+
+
+EA = TypeVar("EA", bound=Endpoint)
+EB = TypeVar("EB", bound=Endpoint)
+
+
+class Pipe(Generic[EA, EB]):
+    """Two endpoints, one wire with a fixed one-way ``delay``, and a clock only the caller moves.
+
+    Where :class:`Network` models many hosts and links with faults, the pipe is the smallest
+    deterministic driver: what ``a`` sends arrives at ``b`` exactly ``delay`` seconds later (0 is
+    allowed) and vice versa, and the clock jumps from event to event — an arrival, an end's
+    deadline, a ``tick`` — only when :meth:`step`, :meth:`run`, :meth:`run_before`,
+    :meth:`run_until` or :meth:`settle` is called. Nothing sleeps and no wall clock is read: the
+    same calls give the same run. An end is a :class:`~synack.core.host.Host`, a :class:`Tap` (a
+    scripted peer) or anything else with the :class:`Endpoint` methods.
+
+    **One step at time t**, where t is the earliest of: the first packet on the wire, each end's
+    ``next_deadline()``, the next tick — and never earlier than :attr:`now`:
+
+    0. *flush* at the current time (before t is chosen): output the user's calls made since;
+    1. *deliveries*: every packet on the wire due at or before t, in order of arrival time and,
+       for equal times, of sending. Only packets already on the wire are delivered: the replies
+       they draw leave in step 3 and, with a zero delay, arrive in the next step at the same t;
+    2. *timers*: ``a.handle_timeout(t)``, then ``b``'s, for each end whose ``next_deadline()`` is
+       at or before t;
+    3. *flush* at t: ``a.packets_to_send(t)``, then ``b``'s. Each packet gets the next index of
+       its direction (a→b and b→a count separately from 0, dropped packets included), is logged
+       with its departure time t, shown to ``drop`` (True loses it; a packet that does not parse
+       is never shown) and otherwise arrives at t + ``delay``.
+
+    Per direction (index 0: a→b, 1: b→a), :attr:`sent` counts the packets flushed and
+    :attr:`dropped` those ``drop`` took. With ``log=True``, :attr:`log` lists every flushed packet
+    as :class:`Sent` (departure time, side, bytes). ``tick`` also stops the clock every ``tick``
+    seconds from the start, so that a :meth:`run_until` predicate standing for an application
+    runs while the wire is idle. Either end may be replaced at any time (``pipe.b = Host(...)``: a
+    crash and restart); packets in flight reach the new end. The livelock guard: more than
+    ``max_steps`` steps at one virtual time raises :class:`Livelock` (a time limit cannot stop
+    ends that answer each other without delay)."""
+
+    def __init__(self, a: EA, b: EB, *, delay: float = 0.001, drop: DropFn | None = None,
+                 now: float = 0.0, log: bool = False, tick: float | None = None,
+                 max_steps: int = 100_000) -> None:
+        if delay < 0:
+            raise ValueError(f"delay must not be negative, not {delay}")
+        if tick is not None and tick <= 0:
+            raise ValueError(f"tick must be positive (or None), not {tick}")
+        self._a = a
+        self._b = b
+        self.delay = delay
+        self.drop = drop
+        self.now = now
+        self.tick = tick
+        self.max_steps = max_steps
+        self.sent = [0, 0]
+        self.dropped = [0, 0]
+        self.log: list[Sent] | None = [] if log else None
+        self.steps = 0  # every step taken, for the curious
+        self._tick_at = now + tick if tick is not None else 0.0
+        self._wire: list[tuple[float, int, int, bytes]] = []  # (arrival, order, to side, packet)
+        self._order = 0
+        self._instant: tuple[float, int] = (now, 0)  # (a virtual time, steps taken at it)
+
+    @property
+    def a(self) -> EA:
+        """End 0."""
+        return self._a
+
+    @a.setter
+    def a(self, end: EA) -> None:
+        self._a = end
+
+    @property
+    def b(self) -> EB:
+        """End 1."""
+        return self._b
+
+    @b.setter
+    def b(self, end: EB) -> None:
+        self._b = end
+
+    def end(self, side: int) -> Endpoint:
+        """End ``side`` (0: ``a``, 1: ``b``)."""
+        if side not in (0, 1):
+            raise ValueError(f"a pipe has ends 0 and 1, not {side}")
+        return self._a if side == 0 else self._b
+
+    @property
+    def in_flight(self) -> int:
+        """Packets on the wire, not yet delivered."""
+        return len(self._wire)
+
+    def packets(self, side: int | None = None) -> list[tuple[float, int, IPPacket]]:
+        """The logged packets (``log=True``), parsed without checking checksums: (departure
+        time, sending side, packet), of one side or both."""
+        if self.log is None:
+            raise PipeError("packets() reads the log: create the Pipe with log=True")
+        return [(t, s, parse_packet(p, verify=False)) for t, s, p in self.log if side is None or s == side]
+
+    # -------------------------------------------------------------------------------------
+    # The clock
+    # -------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Take every packet the ends have to send now (``a``'s, then ``b``'s) onto the wire."""
+        self._flush(0, self._a)
+        self._flush(1, self._b)
+
+    def next_event_time(self) -> float | None:
+        """When the next step would happen (never before :attr:`now`); None: nothing ever will."""
+        times = [d for d in (self._a.next_deadline(), self._b.next_deadline()) if d is not None]
+        if self._wire:
+            times.append(self._wire[0][0])
+        if self.tick is not None:
+            while self._tick_at <= self.now:
+                self._tick_at += self.tick
+            times.append(self._tick_at)
+        return max(min(times), self.now) if times else None
+
+    def step(self, limit: float) -> bool:
+        """Flush, then take one step (see the class) if the next event is due at or before
+        ``limit``. Returns False, the clock unchanged, when none is."""
+        return self._step(limit, False)
+
+    def _step(self, limit: float, strictly_before: bool) -> bool:
+        self.flush()
+        t = self.next_event_time()
+        if t is None or t > limit or (strictly_before and t == limit):
+            return False
+        self._count_step(t)
+        self.now = t
+        wire = self._wire
+        while wire and wire[0][0] <= t:
+            _, _, to, pkt = heapq.heappop(wire)
+            self.end(to).receive(pkt, t)
+        for end in (self._a, self._b):
+            d = end.next_deadline()
+            if d is not None and d <= t:
+                end.handle_timeout(t)
+        self.flush()
+        return True
+
+    def run(self, until: float) -> None:
+        """Take every step due at or before ``until``; the clock then reads ``until`` (or
+        stays where it is, if that is later)."""
+        while self.step(until):
+            pass
+        self.now = max(self.now, until)
+
+    def run_before(self, until: float) -> None:
+        """Take every step due strictly before ``until``; the clock then reads ``until`` (or stays
+        where it is, if that is later). What is due at ``until`` itself waits for the next step,
+        so a packet a :class:`Tap` sends now, with a zero delay, is delivered before the timers
+        due at the same time (deliveries come first in a step) — where :meth:`run` would have
+        fired them already."""
+        while self._step(until, True):
+            pass
+        self.now = max(self.now, until)
+
+    def settle(self, limit: float) -> float:
+        """Take every step due at or before ``limit`` and stop at the last one: the ends have
+        nothing left to do before ``limit``. Returns the clock, which does not move to ``limit``
+        (unlike :meth:`run`)."""
+        while self.step(limit):
+            pass
+        return self.now
+
+    def run_until(self, pred: Callable[[], bool], limit: float) -> float:
+        """Step until ``pred()`` holds — checked before the first step and after each (it may act
+        for an application: send, read, close) — and return the time at which it held. Raises
+        :class:`NotReached` when the next step would pass ``limit``; the clock then reads the
+        last step's time."""
+        if pred():
+            return self.now
+        while self.step(limit):
+            if pred():
+                return self.now
+        raise NotReached(f"pipe: condition not reached by t={limit} (stopped at t={self.now}; {self})")
+
+    # -------------------------------------------------------------------------------------
+    # Internals
+    # -------------------------------------------------------------------------------------
+
+    def _flush(self, side: int, end: Endpoint) -> None:
+        now = self.now
+        for pkt in end.packets_to_send(now):
+            idx = self.sent[side]
+            self.sent[side] = idx + 1
+            if self.log is not None:
+                self.log.append(Sent(now, side, pkt))
+            if self.drop is not None and self._lost(pkt, idx):
+                self.dropped[side] += 1
+                continue
+            self._order += 1
+            heapq.heappush(self._wire, (now + self.delay, self._order, 1 - side, pkt))
+
+    def _lost(self, pkt: bytes, idx: int) -> bool:
+        assert self.drop is not None
+        try:
+            parsed = parse_packet(pkt, verify=False)
+        except WireError:
+            return False
+        return self.drop(parsed, idx)
+
+    def _count_step(self, t: float) -> None:
+        self.steps += 1
+        at, n = self._instant
+        n = n + 1 if t == at else 1
+        self._instant = (t, n)
+        if n > self.max_steps:
+            raise Livelock(f"pipe: more than {self.max_steps} steps at t={t} without the clock moving "
+                           f"(the ends keep answering each other or a timer stays due; {self})")
+
+    def __repr__(self) -> str:
+        nxt = self.next_event_time()
+        return (f"<Pipe t={self.now} sent a->b {self.sent[0]} (dropped {self.dropped[0]}), "
+                f"b->a {self.sent[1]} (dropped {self.dropped[1]}), {self.in_flight} in flight, "
+                f"next event {'none' if nxt is None else f't={nxt}'}>")

@@ -93,10 +93,12 @@ class CongestionController:
         self.cwnd = initial_window(mss)
         self.ssthresh = 1 << 30  # RFC 5681 §3.1: "arbitrarily high"
 
-    def reset_mss(self, mss: int) -> None:
-        """The effective send MSS is known (after the handshake): the initial window follows it."""
+    def reset_mss(self, mss: int, *, syn_lost: bool = False) -> None:
+        """The handshake is complete and the effective send MSS known: the initial window follows
+        it — or is one segment when the SYN or SYN,ACK was lost (RFC 5681 §3.1: "the initial
+        window used by a sender after a correctly transmitted SYN MUST be one segment")."""
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self.cwnd = mss if syn_lost else initial_window(mss)
 
     def on_ack(self, acked: int, *, now: float, rtt: float | None, flight: int) -> None:
         """``acked`` octets of new data were acknowledged outside loss recovery; ``flight`` octets

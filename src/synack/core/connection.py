@@ -22,7 +22,6 @@ connection calls.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 from synack.core.buffers import ReassemblyQueue
@@ -88,9 +87,9 @@ __all__ = [
 _MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
 
-# The transition table, keyed as _set_state checks it.
-_TABLE: Final[Mapping[tuple[State, State, Cause], Transition]] = MappingProxyType(
-    {(t.src, t.dst, t.event): t for t in TRANSITIONS})
+# The transition table, keyed as _set_state checks it (a plain dict: looked up on every change).
+_TABLE: Final[Mapping[tuple[State, State, Cause], Transition]] = {
+    (t.src, t.dst, t.event): t for t in TRANSITIONS}
 
 # Sequence-space comparisons (RFC 9293 §3.4), under short names: they appear on nearly every line.
 _lt = seq_lt
@@ -170,10 +169,13 @@ class Connection(Tcb):
 
 
 
-    def _touch(self, now: float) -> None:
-        """A user call happened at ``now``: remember the time and tell the owner (a Host) that
-        this connection may have something to send."""
+    def _touch(self, now: float, call: Call | None = None) -> None:
+        """A user call happened at ``now``: remember the time, record ``call`` (the ones worth a
+        line in a diagram), and tell the owner (a Host) that this connection may have something
+        to send."""
         self.now = now
+        if call is not None and self.tracer is not None:
+            self.tracer.call(self, call)
         if self.notify is not None:
             self.notify(self)
 
@@ -188,11 +190,15 @@ class Connection(Tcb):
             self.tracer.transition(self, transition, detail)
 
     def _go(self, dst: State, event: Cause, detail: str = "") -> None:
-        """Take the arrow of the table from the current state to ``dst`` on ``event``."""
-        transition = self.transitions.get((self.state, dst, event))
-        if transition is None:
-            raise AssertionError(f"illegal transition {self.state}=>{dst} ({event.value})")
-        self._set_state(transition, detail)
+        """Take the arrow of the table from the current state to ``dst`` on ``event`` (what
+        :meth:`_set_state` does, with the arrow found by its key: checked by construction)."""
+        try:
+            transition = self.transitions[(self.state, dst, event)]
+        except KeyError:
+            raise AssertionError(f"illegal transition {self.state}=>{dst} ({event.value})") from None
+        self.state = dst
+        if self.tracer is not None:
+            self.tracer.transition(self, transition, detail)
 
 
 
@@ -216,8 +222,7 @@ class Connection(Tcb):
 
     def open_active(self, now: float) -> None:
         """OPEN, active (§3.10.1): send <SEQ=ISS><CTL=SYN>, enter SYN-SENT."""
-        self._touch(now)
-        self._call(Call.OPEN_ACTIVE)
+        self._touch(now, Call.OPEN_ACTIVE)
         if self.state is State.CLOSED:
             self._go(State.SYN_SENT, Cause.ACTIVE_OPEN)
         elif self.state is State.LISTEN:
@@ -230,8 +235,7 @@ class Connection(Tcb):
 
     def open_passive(self, now: float) -> None:
         """OPEN, passive (§3.10.1): enter LISTEN."""
-        self._touch(now)
-        self._call(Call.OPEN_PASSIVE)
+        self._touch(now, Call.OPEN_PASSIVE)
         if self.state is not State.CLOSED:
             raise ConnectionExists("error: connection already exists")
         self.passive = True
@@ -286,8 +290,7 @@ class Connection(Tcb):
         """CLOSE (§3.10.4): "I have no more to send". Queued data still goes out before the FIN
         (L13). With ``discard_input`` (the socket close(): MAY-1 half-duplex close) unread data
         makes it an abort with RST (SHLD-3), and data arriving later draws a RST."""
-        self._touch(now)
-        self._call(Call.CLOSE)
+        self._touch(now, Call.CLOSE)
         st = self.state
         if discard_input:
             self._app_closed = True
@@ -323,8 +326,7 @@ class Connection(Tcb):
         self._abort(now, Cause.ABORT, why)
 
     def _abort(self, now: float, event: Cause, detail: str = "") -> None:
-        self._touch(now)
-        self._call(Call.ABORT)
+        self._touch(now, Call.ABORT)
         st = self.state
         if st is State.CLOSED:
             raise NoConnection("error: connection does not exist")
@@ -447,8 +449,9 @@ class Connection(Tcb):
                 a = _Arrival(seg, None)
                 a.seq = (seg.seq + 1) & _MASK
                 a.syn = False
-                self._process_urg(a)
-                if self._process_text(a, now):
+                if flags & URG:
+                    self._process_urg(a)
+                if self._process_text(a, now) and a.fin:
                     self._check_fin(a, now)
             return
         # Simultaneous open: enter SYN-RECEIVED, send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
@@ -461,26 +464,39 @@ class Connection(Tcb):
 
 
     def _other_arrives(self, seg: Segment, now: float) -> None:
-        """§3.10.7.4, "Otherwise": SYN-RECEIVED and the synchronized states, step by step. Each
-        check returns False when the segment has been dealt with and processing stops there;
-        the third step (security and compartment) does not apply to us."""
+        """§3.10.7.4, "Otherwise": SYN-RECEIVED and the synchronized states, step by step. A
+        check returns False when the segment has been dealt with and processing stops there; a
+        step whose control bit is off is skipped (the RST and SYN steps always end processing).
+        The third step (security and compartment) does not apply to us."""
         a = _Arrival(seg, _timestamps(seg) if self.ts_ok else None)
-        if not (self._check_paws(a) and self._trim_repeated_syn(a) and self._check_sequence(a, now)
-                and self._check_rst(a) and self._check_syn(a, now) and self._check_ack(a, now)):
+        ts = a.ts
+        if ts is not None and ((ts.tsval - self.ts_recent) & _MASK) >= _HALF and not a.rst:
+            self._reject_old_duplicate()  # PAWS
             return
-        self._process_urg(a)
-        if self._process_text(a, now):
+        if a.syn and not self._trim_repeated_syn(a):
+            return
+        # First step: the acceptability test of Table 6.
+        if not segment_acceptable(a.seq, len(a.text) + a.syn + a.fin, self.rcv_nxt, self.rcv_wnd, rst=a.rst) \
+                and not self._check_sequence(a, now):
+            return
+        if a.rst:
+            self._check_rst(a)
+            return
+        if a.syn:
+            self._check_syn(a, now)
+            return
+        if not self._check_ack(a, now):
+            return
+        if seg.flags & URG:
+            self._process_urg(a)
+        if self._process_text(a, now) and a.fin:
             self._check_fin(a, now)
 
-    def _check_paws(self, a: _Arrival) -> bool:
-        """RFC 7323 §5.3 R1, before the sequence check: a segment whose timestamp is older than
-        TS.Recent is an old duplicate; drop it and send an ACK (a RST is exempt)."""
-        ts = a.ts
-        if ts is not None and not a.rst and ((ts.tsval - self.ts_recent) & _MASK) >= _HALF:
-            self._drop(Drop.PAWS)
-            self._ack_now = True
-            return False
-        return True
+    def _reject_old_duplicate(self) -> None:
+        """RFC 7323 §5.3 R1 (PAWS), before the sequence check: a segment (not a RST) whose
+        timestamp is older than TS.Recent is an old duplicate; drop it and send an ACK."""
+        self._drop(Drop.PAWS)
+        self._ack_now = True
 
     def _trim_repeated_syn(self, a: _Arrival) -> bool:
         """A SYN repeated at IRS in SYN-RECEIVED (our reading of RFC 793 Figure 8 line 6 and of
@@ -507,12 +523,11 @@ class Connection(Tcb):
         return True
 
     def _check_sequence(self, a: _Arrival, now: float) -> bool:
-        """First step: the acceptability test of Table 6 (:func:`~synack.core.wire.
-        segment_acceptable`). An unacceptable segment draws <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
-        and is dropped — unless it is a RST (dropped silently) or, with a zero window, exactly at
-        RCV.NXT: then its ACK, URG and RST are still processed and its text is not (MUST-66)."""
-        if segment_acceptable(a.seq, a.seg_len, self.rcv_nxt, self.rcv_wnd, rst=a.rst):
-            return True
+        """First step, for a segment that failed the acceptability test of Table 6
+        (:func:`~synack.core.wire.segment_acceptable`, which the driver applies): it draws
+        <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and is dropped — unless it is a RST (dropped
+        silently) or, with a zero window, exactly at RCV.NXT: then its ACK, URG and RST are
+        still processed and its text is not (MUST-66). Returns True to go on."""
         if self.rcv_wnd == 0 and a.seq == self.rcv_nxt and not a.syn:
             a.text = b""
             a.fin = False
@@ -530,13 +545,11 @@ class Connection(Tcb):
         self._ack_now = True
         return False
 
-    def _check_rst(self, a: _Arrival) -> bool:
-        """Second step, with RFC 5961 §3.2: a RST is accepted only at exactly RCV.NXT (one
-        elsewhere in the window draws a challenge ACK). SYN-RECEIVED returns to LISTEN after a
-        passive OPEN, else the connection is refused; CLOSING, LAST-ACK and TIME-WAIT close
+    def _check_rst(self, a: _Arrival) -> None:
+        """Second step (RST set), with RFC 5961 §3.2: a RST is accepted only at exactly RCV.NXT
+        (one elsewhere in the window draws a challenge ACK). SYN-RECEIVED returns to LISTEN after
+        a passive OPEN, else the connection is refused; CLOSING, LAST-ACK and TIME-WAIT close
         quietly; the other states report "connection reset" and close."""
-        if not a.rst:
-            return True
         st = self.state
         if a.seq != self.rcv_nxt:
             self._challenge_ack(self.now, Drop.RST_CHALLENGED, Drop.RST_CHALLENGE_LIMITED)
@@ -550,18 +563,14 @@ class Connection(Tcb):
             self._teardown(None, Cause.RCV_RST)
         else:
             self._teardown(ConnectionReset("connection reset by peer"), Cause.RCV_RST, report=Event.RESET)
-        return False
 
-    def _check_syn(self, a: _Arrival, now: float) -> bool:
-        """Fourth step: a SYN in SYN-RECEIVED after a passive OPEN returns to LISTEN; in a
-        synchronized state it draws a challenge ACK (RFC 5961 §4) and is dropped."""
-        if not a.syn:
-            return True
+    def _check_syn(self, a: _Arrival, now: float) -> None:
+        """Fourth step (SYN set): a SYN in SYN-RECEIVED after a passive OPEN returns to LISTEN; in
+        a synchronized state it draws a challenge ACK (RFC 5961 §4) and is dropped."""
         if self.state is State.SYN_RECEIVED and self.passive:
             self._reset_to_listen(Cause.RCV_SYN_IN_SYN_RECEIVED)
         else:
             self._challenge_ack(now, Drop.SYN_CHALLENGED, Drop.SYN_CHALLENGE_LIMITED)
-        return False
 
     def _check_ack(self, a: _Arrival, now: float) -> bool:
         """Fifth step: no ACK bit, drop. SYN-RECEIVED: an acceptable ACK (SND.UNA < SEG.ACK =<
@@ -598,7 +607,11 @@ class Connection(Tcb):
         self._ka_probes = 0
         if a.ts is not None and _le(a.seq, self.last_ack_sent):
             self.ts_recent = a.ts.tsval  # RFC 7323 §4.3
-        return self._ack_of_fin(a, now)
+        # Only a connection whose FIN is queued (FIN-WAIT-1, CLOSING, LAST-ACK) or in TIME-WAIT
+        # has anything more to do in the fifth step.
+        if self._fin_queued or self.state is State.TIME_WAIT:
+            return self._ack_of_fin(a, now)
+        return True
 
     def _process_ack(self, a: _Arrival, ack: int, now: float) -> None:
         """Fifth step, ESTABLISHED and the states that share its processing: "If SND.UNA <
@@ -663,10 +676,10 @@ class Connection(Tcb):
         return True
 
     def _process_urg(self, a: _Arrival) -> None:
-        """Sixth step: ESTABLISHED, FIN-WAIT-1/2: RCV.UP <- max(RCV.UP, SEG.UP) and tell the user
-        (urgent data itself is delivered inline, docs/design.md)."""
+        """Sixth step (URG set): ESTABLISHED, FIN-WAIT-1/2: RCV.UP <- max(RCV.UP, SEG.UP) and tell
+        the user (urgent data itself is delivered inline, docs/design.md)."""
         seg = a.seg
-        if seg.flags & URG and self.state in _CAN_RECEIVE_TEXT:
+        if self.state in _CAN_RECEIVE_TEXT:
             up = (seg.seq + seg.urg) & _MASK
             if _lt(self.rcv_up, up) or self.rcv_up == 0:
                 self.rcv_up = up
@@ -733,10 +746,11 @@ class Connection(Tcb):
         self._ack_now = True
 
     def _check_fin(self, a: _Arrival, now: float) -> None:
-        """Eighth step: a FIN (in order) advances RCV.NXT over it and tells the user; ESTABLISHED
-        enters CLOSE-WAIT, FIN-WAIT-1 CLOSING (its own FIN is not yet acknowledged: an ACK of it
-        in this segment moved it to FIN-WAIT-2 in the fifth step), FIN-WAIT-2 TIME-WAIT."""
-        if not a.fin or self.state not in _CAN_RECEIVE_FIN:
+        """Eighth step (FIN set, in order): advance RCV.NXT over the FIN and tell the user;
+        ESTABLISHED enters CLOSE-WAIT, FIN-WAIT-1 CLOSING (its own FIN is not yet acknowledged: an
+        ACK of it in this segment moved it to FIN-WAIT-2 in the fifth step), FIN-WAIT-2
+        TIME-WAIT."""
+        if self.state not in _CAN_RECEIVE_FIN:
             return
         if self._peer_fin:
             self._ack_now = True
@@ -798,15 +812,22 @@ class Connection(Tcb):
         # options every segment carries (12 octets of timestamps when they are in use).
         send_mss = mss if mss is not None and mss > 0 else default_mss(self.ipv6)
         self.snd_mss = max(min(send_mss, self._mtu_mss) - (12 if self.ts_ok else 0), 1)
-        self.cc.reset_mss(self.snd_mss)
         if self.sack_ok and cfg.sack_recovery:
             self.recovery = SackRecovery()
 
     def _established(self, now: float) -> None:
+        """The handshake is complete. If our SYN or SYN,ACK was retransmitted (nothing else can
+        have been before now), the initial window is one segment (RFC 5681 §3.1); if the timer
+        expired awaiting the ACK of the SYN and no RTT sample was taken, the RTO starts again at
+        3 seconds (RFC 6298 §5.7: "the RTO MUST be re-initialized to 3 seconds when data
+        transmission begins")."""
         self._event(Event.CONNECTED)
         self._event(Event.SEND_SPACE)
         self._last_rcv = now
         self._rexmits = 0
+        self.cc.reset_mss(self.snd_mss, syn_lost=self.stats[2] > 0)
+        if self.rtt.backoff and self.rtt.srtt is None and self.config.rto_initial < 3.0:
+            self.rtt.restart(3.0)
         if self.config.keepalive:
             self._t_keepalive = now + self.config.keepidle
 
@@ -843,11 +864,11 @@ class Connection(Tcb):
         self._r1_reported = False
         self._persist_backoff = 0
         rec = self.recovery
-        was = rec.recovering
+        was = rec.in_recovery
         grow = self.state.synchronized and self.state is not State.SYN_RECEIVED  # not for our SYN
         if rec.on_advance(self, acked, ack, flight, grow=grow):
             self._fast_rexmit = True  # a partial acknowledgment (RFC 6582 §3.2 step 5)
-        if was and not rec.recovering and self.tracer is not None:
+        if was and not rec.in_recovery and self.tracer is not None:
             self.tracer.recovery(self, RecoveryAction.END, ack)
         # RFC 6298 §5.2/§5.3: stop the timer when everything is acknowledged, else restart it.
         if self.snd_una == self.snd_max:
@@ -861,11 +882,11 @@ class Connection(Tcb):
         """A duplicate ACK (RFC 5681 §2, or RFC 6675's DupAck) goes to loss recovery. A fast
         retransmit, like a SACK recovery, takes no RTT sample across the recovery (Karn)."""
         rec = self.recovery
-        was = rec.recovering
+        was = rec.in_recovery
         if rec.on_duplicate(self):
             self._fast_rexmit = True
             self._rtt_seq = None
-        if rec.recovering and not was:
+        if rec.in_recovery and not was:
             self._rtt_seq = None
             if self.tracer is not None:
                 self.tracer.recovery(self, RecoveryAction.ENTER, self.snd_max)
@@ -1011,8 +1032,11 @@ class Connection(Tcb):
         if self._rexmits >= cfg.r1 and not self._r1_reported:
             self._r1_reported = True
             self._event(Event.DELIVERY_PROBLEM)
-        self.cc.on_timeout(_diff(self.snd_max, self.snd_una), now=now, rtt=self.rtt.srtt)
-        self.recovery.on_timeout(self)
+        if self.snd_una != self.iss:
+            # A data (or FIN) segment timed out. The SYN carries no data: its loss leaves the
+            # window and ssthresh alone and sets the initial window instead (_established).
+            self.cc.on_timeout(_diff(self.snd_max, self.snd_una), now=now, rtt=self.rtt.srtt)
+            self.recovery.on_timeout(self)
         self.rtt.on_timeout()
         self._rtt_seq = None  # Karn
         self.snd_nxt = self.snd_una  # go back: output resends from SND.UNA (the SYN if unacked)

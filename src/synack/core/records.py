@@ -129,6 +129,8 @@ class Cause(enum.Enum):
     TIME_WAIT_REUSED = "TIME-WAIT 4-tuple reused (SO_REUSEADDR)"
     TIME_WAIT_REOPENED = "new SYN above RCV.NXT (MAY-2)"
 
+    __hash__ = object.__hash__  # as State: the C identity hash (it keys the transition table)
+
     @property
     def label(self) -> str:
         return self.value

@@ -59,11 +59,15 @@ class LossRecovery:
     """The interface (and what both algorithms share). ``recovering`` is True between entering
     a recovery and its end."""
 
-    __slots__ = ()
+    __slots__ = ("dupacks", "in_recovery")
+
+    def __init__(self) -> None:
+        self.dupacks = 0  # duplicate ACKs (RFC 5681) or DupAcks (RFC 6675) since the last new ACK
+        self.in_recovery = False
 
     @property
     def recovering(self) -> bool:
-        raise NotImplementedError
+        return self.in_recovery
 
     def is_duplicate(self, tcb: Sender, seg: Segment, ack: int, text: bool) -> bool:
         """Before the ACK is processed (SEG.ACK =< SND.NXT): does it count as a duplicate?
@@ -108,16 +112,12 @@ class NewRenoRecovery(LossRecovery):
     amount acknowledged, plus one SMSS (RFC 6582 §3.2 step 5), and the full ACK sets ``cwnd`` to
     min(ssthresh, max(FlightSize, SMSS) + SMSS) (step 3 (1))."""
 
-    __slots__ = ("dupacks", "in_recovery", "recover")
+    __slots__ = ("recover",)
 
-    def __init__(self) -> None:
+    def __init__(self, iss: int = 0) -> None:
         self.dupacks = 0
         self.in_recovery = False
-        self.recover = 0
-
-    @property
-    def recovering(self) -> bool:
-        return self.in_recovery
+        self.recover = iss  # RFC 6582 §3.2 step 1: "initialized to the initial send sequence number"
 
     def is_duplicate(self, tcb: Sender, seg: Segment, ack: int, text: bool) -> bool:
         return _is_rfc5681_duplicate(tcb, seg, ack, text)
@@ -145,15 +145,30 @@ class NewRenoRecovery(LossRecovery):
         self.dupacks += 1
         if self.dupacks != DUP_THRESH:
             return False
-        cc.on_congestion(seq_diff(tcb.snd_max, tcb.snd_una), now=tcb.now, rtt=tcb.rtt.srtt)  # step 2
+        if not seq_lt(self.recover, tcb.snd_una):
+            # RFC 6582 §3.2 step 2: the Cumulative Acknowledgment does not cover more than recover
+            # (a recovery or a timeout since sent it): no fast retransmit, ssthresh not reset.
+            return False
+        cc.on_congestion(seq_diff(tcb.snd_max, tcb.snd_una), now=tcb.now, rtt=tcb.rtt.srtt)  # 5681 step 2
         cc.cwnd = cc.ssthresh + DUP_THRESH * tcb.snd_mss  # step 3
         self.in_recovery = True
         self.recover = tcb.snd_max
         return True
 
     def on_timeout(self, tcb: Sender) -> None:
+        """RFC 6582 §3.2 step 5: "After a retransmit timeout, record the highest sequence number
+        transmitted in the variable recover, and exit the fast recovery procedure"."""
         self.dupacks = 0
         self.in_recovery = False
+        self.recover = tcb.snd_max
+
+    def limited_transmit(self, tcb: Sender) -> int:
+        """RFC 3042 §2: on the first and second duplicate ACK, one segment of new data each, if
+        the peer's window allows, with outstanding data at most cwnd + 2 segments; cwnd itself is
+        not changed."""
+        if 0 < self.dupacks < DUP_THRESH and not self.in_recovery and tcb.snd_nxt == tcb.snd_max:
+            return self.dupacks * tcb.snd_mss
+        return 0
 
     def snapshot(self) -> dict[str, object]:
         return {"algorithm": "newreno", "recovering": self.in_recovery, "dupacks": self.dupacks,
@@ -248,7 +263,7 @@ class SackRecovery(LossRecovery):
     recovery begins before SND.UNA reaches the HighData of that moment (§5.1). ``high_rxt`` and
     ``rescue_rxt`` are exclusive ends: the octet after the one the RFC names."""
 
-    __slots__ = ("board", "dupacks", "first", "high_rxt", "in_recovery", "rec_point", "rescue_rxt")
+    __slots__ = ("board", "first", "high_rxt", "rec_point", "rescue_rxt")
 
     def __init__(self) -> None:
         self.board = Scoreboard()
@@ -259,10 +274,6 @@ class SackRecovery(LossRecovery):
         self.rescue_rxt: int | None = None
         self.first = False
 
-    @property
-    def recovering(self) -> bool:
-        return self.in_recovery
-
     def is_duplicate(self, tcb: Sender, seg: Segment, ack: int, text: bool) -> bool:
         sack = seg.option(Sack)
         if sack is None:
@@ -271,7 +282,7 @@ class SackRecovery(LossRecovery):
             self.board.update(sack.blocks, ack, tcb.snd_una, tcb.snd_max)
 
     def on_advance(self, tcb: Sender, acked: int, ack: int, flight: int, *, grow: bool) -> bool:
-        if self.board:
+        if self.board.ranges:
             self.board.prune(ack)
         self.dupacks = 0  # §5: a cumulative ACK resets DupAcks
         if self.in_recovery:

@@ -22,7 +22,6 @@ from typing import Any, Final
 from synack.core.buffers import ReassemblyQueue
 from synack.core.congestion import CONTROLLERS, CongestionController, make_controller
 from synack.core.records import (
-    Call,
     Drop,
     Event,
     Observer,
@@ -316,7 +315,7 @@ class Tcb:
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.cc: CongestionController = make_controller(cfg.congestion, self.snd_mss)
         # RFC 5681/6582 until the handshake negotiates SACK (then RFC 6675, _take_syn_options).
-        self.recovery: LossRecovery = NewRenoRecovery()
+        self.recovery: LossRecovery = NewRenoRecovery(self.iss)
         self.stats = [0, 0, 0]  # segments in, segments out, retransmissions
 
     # -----------------------------------------------------------------------------------------
@@ -376,10 +375,6 @@ class Tcb:
     def _timer(self, timer: Timer, action: TimerAction, count: int = 0) -> None:
         if self.tracer is not None:
             self.tracer.timer(self, timer, action, count)
-
-    def _call(self, call: Call) -> None:
-        if self.tracer is not None:
-            self.tracer.call(self, call)
 
     def snapshot(self) -> dict[str, Any]:
         """Every variable of the TCB, the timers, the buffers, congestion control and loss
@@ -520,7 +515,7 @@ class Tcb:
             sent_any = True
         rec = self.recovery
         if st is not State.TIME_WAIT:
-            if isinstance(rec, SackRecovery) and rec.in_recovery:
+            if rec.in_recovery and isinstance(rec, SackRecovery):
                 if self._recovery_output(rec, now, out):
                     sent_any = True
             else:
@@ -662,7 +657,9 @@ class Tcb:
         fin_pending = fin_seq is not None and _le(snd_nxt, fin_seq)
         if unsent <= 0 and not fin_pending:
             return None
-        cwnd = self.cc.cwnd + self.recovery.limited_transmit(self)  # RFC 3042
+        cwnd = self.cc.cwnd
+        if self.recovery.dupacks:
+            cwnd += self.recovery.limited_transmit(self)  # RFC 3042
         wnd = min(self.snd_wnd, cwnd)
         usable = wnd - _diff(snd_nxt, self.snd_una)
         mss = self.snd_mss

@@ -51,3 +51,11 @@ class RttEstimator:
         """RFC 6298 §5.5: back off the timer (RTO <- RTO * 2, bounded by the maximum)."""
         self.backoff += 1
         self.rto = min(self.rto * 2, self.maximum)
+
+    def restart(self, rto: float) -> None:
+        """RFC 6298 §5.7: re-initialise the RTO (to 3 s when the timer expired awaiting the ACK of
+        a SYN and no valid sample was taken); the next sample is again a first one (§2.2)."""
+        self.srtt = None
+        self.rttvar = 0.0
+        self.backoff = 0
+        self.rto = min(max(rto, self.minimum), self.maximum)

@@ -1,0 +1,218 @@
+"""Congestion control and the retransmission timer around the handshake and after losses, each
+test written from the sentence of the RFC it cites (RFC 5681, RFC 6298, RFC 6582, RFC 3042).
+
+Level 1: one connection, exact segments at exact virtual times (tcpkit)."""
+
+from __future__ import annotations
+
+from tcpkit import (
+    MSS,
+    PLAIN,
+    L,
+    R,
+    conn_established,
+    conn_listen,
+    expect,
+    expect_nothing,
+    feed,
+    out,
+    pull,
+    seg,
+)
+
+from synack.core.connection import Connection
+from synack.core.records import State
+from synack.core.tcb import Config
+from synack.core.wire import PSH, SYN, Mss
+
+DATA = bytes(range(256)) * 64  # 16 KiB
+
+
+def _active_with_lost_syn(config: Config = PLAIN) -> Connection:
+    """Active OPEN at t=0; the SYN is lost, the retransmission timer (1 s) resends it at t=1, and
+    the SYN,ACK answering it arrives at t=1.05: ESTABLISHED."""
+    c = Connection(("10.0.0.1", 40000), ("10.0.0.2", 80), iss=L(0), config=config)
+    c.open_active(0.0)
+    expect(c, at=0.0, segments=[out(L(0), None, SYN)])
+    expect_nothing(c, at=0.999)
+    expect(c, at=1.0, segments=[out(L(0), None, SYN)])  # the SYN again: the first was lost
+    feed(c, seg(R(0), L(1), SYN, options=[Mss(MSS)]), at=1.05)
+    expect(c, at=1.05, segments=[out(L(1), R(1))])
+    assert c.state is State.ESTABLISHED
+    return c
+
+
+def _send_and_count(c: Connection, at: float, n: int) -> int:
+    """Queue ``n`` full segments at ``at``; how many leave at once."""
+    c.send(DATA[:n * MSS], at)
+    return len(pull(c, at))
+
+
+# =============================================================================================
+# RFC 5681 §3.1: "if the SYN or SYN/ACK is lost, the initial window used by a sender after a
+# correctly transmitted SYN MUST be one segment consisting of at most SMSS bytes."
+# =============================================================================================
+
+
+def test_rfc5681_initial_window_without_loss_follows_equation_1() -> None:
+    c = conn_established()
+    assert _send_and_count(c, 1.0, 10) == 3  # SMSS 1460: IW = 3 segments
+
+
+def test_rfc5681_lost_syn_gives_an_initial_window_of_one_segment() -> None:
+    c = _active_with_lost_syn()
+    c.send(DATA[:4 * MSS], 1.1)
+    expect(c, at=1.1, segments=[out(L(1), R(1), 0, DATA[:MSS])])  # one segment, no more
+    assert c.cc.cwnd == MSS
+
+
+def test_rfc5681_lost_syn_ack_gives_the_passive_side_one_segment() -> None:
+    c = conn_listen()
+    feed(c, seg(R(0), None, SYN, options=[Mss(MSS)]), at=0.0)
+    expect(c, at=0.0, segments=[out(L(0), R(1), SYN | 0)])
+    expect(c, at=1.0, segments=[out(L(0), R(1), SYN)])  # our SYN,ACK timed out: sent again
+    feed(c, seg(R(1), L(1)), at=1.05)
+    assert c.state is State.ESTABLISHED
+    assert _send_and_count(c, 1.1, 4) == 1
+
+
+def test_rfc5681_lost_syn_leaves_ssthresh_high_so_slow_start_follows() -> None:
+    """The SYN carries no data: its timeout is no congestion signal for the data that follows
+    ("ssthresh MUST be reduced in response to congestion" — of data, equation 4 is about
+    FlightSize). From one segment, each ACK of new data adds one SMSS (slow start)."""
+    c = _active_with_lost_syn()
+    assert c.cc.ssthresh > 64 * MSS
+    c.send(DATA[:15 * MSS], 1.1)
+    sent = len(pull(c, 1.1))
+    una = L(1)
+    t = 1.2
+    for _ in range(3):
+        una = (una + sent * MSS) & 0xFFFFFFFF
+        for k in range(sent):  # one ACK per segment: slow start grows cwnd by one SMSS each
+            feed(c, seg(R(1), (una - (sent - 1 - k) * MSS) & 0xFFFFFFFF), at=t)
+        sent = len(pull(c, t))
+        t += 0.1
+    assert c.cc.cwnd == 8 * MSS  # 1 -> 2 -> 4 -> 8: doubling each round trip
+
+
+# =============================================================================================
+# RFC 6298 §5.7: "If the timer expires awaiting the ACK of a SYN segment and the TCP
+# implementation is using an RTO less than 3 seconds, the RTO MUST be re-initialized to 3 seconds
+# when data transmission begins (i.e., after the three-way handshake completes)."
+# =============================================================================================
+
+
+def test_rfc6298_5_7_rto_is_three_seconds_once_data_transmission_begins() -> None:
+    c = _active_with_lost_syn()
+    assert c.rtt.rto == 3.0
+    c.send(b"x" * 100, 2.0)
+    expect(c, at=2.0, segments=[out(L(1), R(1), PSH, b"x" * 100)])
+    expect_nothing(c, at=4.999)
+    expect(c, at=5.0, segments=[out(L(1), R(1), PSH, b"x" * 100)])  # 3 s later, not 1 or 2
+
+
+def test_rfc6298_5_7_not_when_the_syn_was_answered_in_time() -> None:
+    c = conn_established(at=0.0)
+    c.send(b"x" * 100, 1.0)
+    pull(c, 1.0)
+    expect_nothing(c, at=1.999)
+    expect(c, at=2.0, segments=[out(L(1), R(1), PSH, b"x" * 100)])  # RTO still the initial 1 s
+
+
+def test_rfc6298_5_7_applies_to_the_passive_side_whose_syn_ack_timed_out() -> None:
+    c = conn_listen()
+    feed(c, seg(R(0), None, SYN, options=[Mss(MSS)]), at=0.0)
+    pull(c, 0.0)
+    pull(c, 1.0)  # the SYN,ACK timed out and was sent again
+    feed(c, seg(R(1), L(1)), at=1.05)
+    assert c.rtt.rto == 3.0
+
+
+def test_rfc6298_5_7_only_below_three_seconds() -> None:
+    """An implementation already using an initial RTO of at least 3 s keeps it."""
+    c = _active_with_lost_syn(PLAIN.with_(rto_initial=1.0))
+    assert c.rtt.rto == 3.0
+    slow = Connection(("10.0.0.1", 40000), ("10.0.0.2", 80), iss=L(0), config=PLAIN.with_(rto_initial=3.5))
+    slow.open_active(0.0)
+    pull(slow, 0.0)
+    pull(slow, 3.5)
+    feed(slow, seg(R(0), L(1), SYN, options=[Mss(MSS)]), at=3.6)
+    assert slow.state is State.ESTABLISHED and slow.rtt.rto == 7.0  # backed off, not re-initialised
+
+
+# =============================================================================================
+# RFC 6582 §3.2 (NewReno): "recover" — initialised to the ISS; after a retransmit timeout,
+# "record the highest sequence number transmitted in the variable recover"; on the third
+# duplicate ACK, enter fast retransmit only "if the Cumulative Acknowledgment field covers more
+# than recover".
+# =============================================================================================
+
+
+def _in_flight(n: int) -> Connection:
+    """ESTABLISHED with cwnd opened to ``n`` segments and ``n`` full segments in flight at 1.0."""
+    c = conn_established()
+    c.cc.cwnd = n * MSS
+    c.send(DATA[:n * MSS], 1.0)
+    assert len(pull(c, 1.0)) == n
+    return c
+
+
+def test_rfc6582_recover_starts_at_the_iss() -> None:
+    c = conn_established()
+    assert c.snapshot()["recovery"]["recover"] == L(0)
+
+
+def test_rfc6582_no_fast_retransmit_for_duplicates_of_data_sent_before_a_timeout() -> None:
+    c = _in_flight(6)
+    # Nothing is acknowledged: at 2.0 the timer resends the first segment (recover = HighData,
+    # L(1 + 6 MSS)); the ACK of it moves SND.UNA one segment, then three duplicates follow —
+    # copies of segments sent before the timeout, which must not trigger a fast retransmit.
+    expect(c, at=2.0, segments=[out(L(1), R(1), 0, DATA[:MSS])])
+    assert c.snapshot()["recovery"]["recover"] == L(1 + 6 * MSS)
+    feed(c, seg(R(1), L(1 + MSS)), at=2.1)
+    pull(c, 2.1)  # slow start from one segment resends the next two
+    for k in range(3):
+        feed(c, seg(R(1), L(1 + MSS)), at=2.2 + k * 0.01)
+        expect_nothing(c, at=2.2 + k * 0.01)
+    assert not c.snapshot()["recovery"]["recovering"]
+
+
+def test_rfc6582_fast_retransmit_once_the_ack_covers_more_than_recover() -> None:
+    c = _in_flight(4)
+    for k in range(3):
+        feed(c, seg(R(1), L(1)), at=1.1 + k * 0.01)
+    got = pull(c, 1.12)
+    assert got and got[0].seq == L(1) and len(got[0].payload) == MSS  # ACK L(1) > recover = ISS
+    assert c.snapshot()["recovery"]["recovering"]
+
+
+# =============================================================================================
+# RFC 3042 §2 (Limited Transmit): on the first and second duplicate ACK, "a TCP sender SHOULD
+# send a segment of previously unsent data" if the receiver's window allows it and "the amount
+# of outstanding data would remain less than or equal to the congestion window plus 2 segments";
+# "the congestion window (cwnd) MUST NOT be changed".
+# =============================================================================================
+
+
+def test_rfc3042_one_new_segment_for_each_of_the_first_two_duplicate_acks() -> None:
+    c = conn_established()  # IW 3 segments
+    c.send(DATA[:8 * MSS], 1.0)
+    assert len(pull(c, 1.0)) == 3
+    cwnd = c.cc.cwnd
+    feed(c, seg(R(1), L(1)), at=1.1)
+    expect(c, at=1.1, segments=[out(L(1 + 3 * MSS), R(1), 0, DATA[3 * MSS:4 * MSS])])
+    feed(c, seg(R(1), L(1)), at=1.11)
+    expect(c, at=1.11, segments=[out(L(1 + 4 * MSS), R(1), 0, DATA[4 * MSS:5 * MSS])])
+    assert c.cc.cwnd == cwnd  # unchanged
+    feed(c, seg(R(1), L(1)), at=1.12)  # the third: fast retransmit of the first segment
+    got = pull(c, 1.12)
+    assert got[0].seq == L(1)
+
+
+def test_rfc3042_respects_the_receivers_window() -> None:
+    c = conn_established()
+    c.send(DATA[:8 * MSS], 1.0)
+    assert len(pull(c, 1.0)) == 3
+    feed(c, seg(R(1), L(1), window=3 * MSS), at=1.1)  # a window update: not a duplicate
+    feed(c, seg(R(1), L(1), window=3 * MSS), at=1.11)  # duplicate, but the window is full
+    expect_nothing(c, at=1.11)
