@@ -54,6 +54,7 @@ from synack.core.wire import (
     parse_packet,
     parse_segment,
     pseudo_header,
+    segment_acceptable,
     seq_add,
     seq_diff,
     seq_ge,
@@ -1292,3 +1293,57 @@ def test_format_tcpdump_of_a_bare_header_prints_ports_only() -> None:
     seg = Segment(33706, 80, 865482658, None, SYN, 5840, (Mss(1460),))
     line = format_tcpdump(IPPacket(4, "", "", seg))
     assert line == "33706 > 80: Flags [S], seq 865482658, win 5840, options [mss 1460], length 0"
+
+
+# =============================================================================================
+# Segment acceptability (RFC 9293 §3.10.7.4, Table 6), on its own
+# =============================================================================================
+
+@pytest.mark.parametrize("rcv_nxt", [1000, 0xFFFFFF00])  # and across the wrap of 2**32
+@pytest.mark.parametrize("seg_len,rcv_wnd,offset,want", [
+    # SEG.LEN 0, RCV.WND 0: SEG.SEQ = RCV.NXT
+    (0, 0, 0, True), (0, 0, 1, False), (0, 0, -1, False),
+    # SEG.LEN 0, RCV.WND > 0: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND
+    (0, 100, 0, True), (0, 100, 99, True), (0, 100, -1, False), (0, 100, 101, False),
+    # SEG.LEN > 0, RCV.WND 0: not acceptable
+    (1, 0, 0, False), (10, 0, -5, False),
+    # SEG.LEN > 0, RCV.WND > 0: the first or the last octet inside the window
+    (10, 100, 0, True), (10, 100, 99, True), (10, 100, 100, False),
+    (10, 100, -9, True),  # the last octet (RCV.NXT) is inside
+    (10, 100, -10, False),  # entirely before RCV.NXT
+    # Table 6 tests only the first and the last octet: a segment from before the window to after
+    # it has neither inside and is not acceptable by the letter of the table.
+    (300, 100, -100, False),
+])
+def test_table_6_acceptability(rcv_nxt: int, seg_len: int, rcv_wnd: int, offset: int, want: bool) -> None:
+    seq = (rcv_nxt + offset) & 0xFFFFFFFF
+    assert segment_acceptable(seq, seg_len, rcv_nxt, rcv_wnd) is want
+
+
+@pytest.mark.parametrize("rcv_nxt", [1000, 0xFFFFFFF0])
+def test_empty_segment_at_the_right_edge_is_acceptable_but_not_a_rst(rcv_nxt: int) -> None:
+    """RFC 9293 Appendix A.2 (the "ACK war"): an empty segment at exactly RCV.NXT+RCV.WND is
+    accepted; a RST there stays unacceptable (RFC 5961 §3.2)."""
+    edge = (rcv_nxt + 100) & 0xFFFFFFFF
+    assert segment_acceptable(edge, 0, rcv_nxt, 100)
+    assert not segment_acceptable(edge, 0, rcv_nxt, 100, rst=True)
+    assert not segment_acceptable((edge + 1) & 0xFFFFFFFF, 0, rcv_nxt, 100)
+    assert not segment_acceptable(edge, 1, rcv_nxt, 100)  # with text it is outside
+
+
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 3000), st.integers(0, 0xFFFF), st.integers(-5000, 5000))
+def test_acceptability_matches_table_6_written_with_plain_integers(rcv_nxt: int, seg_len: int, rcv_wnd: int,
+                                                                  offset: int) -> None:
+    """The same test with the window unrolled to plain integers (no modular arithmetic), for any
+    RCV.NXT: the wrap-around of 2**32 makes no difference."""
+    seq = (rcv_nxt + offset) & 0xFFFFFFFF
+    first, last = offset, offset + seg_len - 1
+
+    def inside(x: int) -> bool:
+        return 0 <= x < rcv_wnd
+
+    if seg_len == 0:
+        want = offset == 0 if rcv_wnd == 0 else (inside(first) or offset == rcv_wnd)
+    else:
+        want = rcv_wnd > 0 and (inside(first) or inside(last))
+    assert segment_acceptable(seq, seg_len, rcv_nxt, rcv_wnd) is want
