@@ -687,29 +687,51 @@ def test_must_39_receiver_sws_avoidance_reopens_the_window_by_whole_segments() -
     expect(c, at=1.4, segments=[out(L(1), R(4001), window=4000)])
 
 
-def test_scaled_window_rounding_never_lets_data_past_the_receive_buffer() -> None:
-    """With window scaling (shift 1 for a 70000-octet buffer) the advertised field is rounded;
-    a peer filling every advertised octet must still find the buffer bounded by ``rcv_buf``."""
-    cfg = PLAIN.with_(window_scaling=True, rcv_buf=70000)
+@pytest.mark.parametrize("rcv_buf,shift", [(70001, 1), (300_003, 3), (1_000_001, 4)])
+def test_rfc7323_a_peer_filling_the_scaled_window_it_was_given_loses_nothing(rcv_buf: int,
+                                                                             shift: int) -> None:
+    """RFC 7323 §2.3: the peer reads our window as SEG.WND << Rcv.Wind.Shift, and RFC 9293
+    §3.8.6 lets it send up to that edge. Every octet it sends within the edge it was told is
+    accepted and acknowledged — filling each advertised window exactly, segment after segment —
+    and what we hold never exceeds the buffer by more than one rounding step (2**shift − 1)."""
+    cfg = PLAIN.with_(window_scaling=True, rcv_buf=rcv_buf)
     c = make_conn(cfg)
     c.open_active(0.0)
     pull(c, 0.0)
     feed(c, seg(R(0), L(1), SYN, options=(Mss(MSS), WindowScale(2))), at=0.0)
-    assert c.rcv_wscale == 1
-    pull(c, 0.0)
-    seq, t = 1, 0.0
+    assert c.rcv_wscale == shift
+    (ack,) = pull(c, 0.0)  # our ACK of the SYN,ACK: its window is scaled (only SYNs' are not, §2.2)
+    seq, t, edge = 1, 0.0, R(1) + (ack.window << shift)
     while True:
         t += 0.01
-        n = min(999, c.rcv_wnd)
+        n = min(MSS, (edge - R(seq)) & 0xFFFFFFFF)  # up to the edge the last ACK gave
         if n <= 0:
             break
         feed(c, seg(R(seq), L(1), payload=b"x" * n), at=t)
         (ack,) = pull(c, t)
         seq += n
-        assert c.readable <= 70000
-        # what the peer is told it may still send never exceeds the free space by a scale step
-        assert (ack.window << 1) - (70000 - c.readable) < 2
-    assert c.readable == 70000
+        assert ack.ack == R(seq), "an octet inside the advertised window was not taken"
+        edge = max(edge, ack.ack + (ack.window << shift))
+        assert c.readable < rcv_buf + (1 << shift)
+    assert c.readable >= rcv_buf - (1 << shift) + 1
+
+
+def test_rfc7323_rounding_never_shrinks_the_window() -> None:
+    """SHLD-14 (RFC 9293 §3.8.6.2.2): the right edge never moves left. With a scale factor the
+    field is rounded down where that keeps the edge, and up where rounding down would shrink."""
+    cfg = PLAIN.with_(window_scaling=True, rcv_buf=70001)
+    c = make_conn(cfg)
+    c.open_active(0.0)
+    pull(c, 0.0)
+    feed(c, seg(R(0), L(1), SYN, options=(Mss(MSS), WindowScale(2))), at=0.0)
+    (ack,) = pull(c, 0.0)
+    right = R(1) + ack.window
+    for k, n in enumerate((1000, 333, 1, 777, 1460, 5)):
+        feed(c, seg(R(1 + k * 5000 % 60000), L(1), payload=b"y" * n), at=0.1 + k)
+        for out_seg in pull(c, 0.1 + k):
+            new = (out_seg.ack + (out_seg.window << 1)) & 0xFFFFFFFF
+            assert ((new - right) & 0xFFFFFFFF) < 1 << 31, "the right edge moved left"
+            right = new
 
 
 def test_established_bare_fin_ahead_of_a_hole_waits_for_the_data() -> None:

@@ -724,7 +724,9 @@ def test_paws_timestamp_comparison_wraps_modulo_2_32() -> None:
 
 
 def test_sack_blocks_report_out_of_order_data() -> None:
-    """RFC 2018 §4: the duplicate ACK for out-of-order data carries SACK blocks."""
+    """RFC 2018 §4: the duplicate ACK for out-of-order data carries SACK blocks; "The first SACK
+    block ... MUST specify the contiguous block of data containing the segment which triggered
+    this ACK" and the others repeat the most recently reported ones."""
     c = make_conn(FULL.with_(timestamps=False, window_scaling=False))
     c.open_active(0.0)
     pull(c, 0.0)
@@ -735,7 +737,7 @@ def test_sack_blocks_report_out_of_order_data() -> None:
     expect(c, at=0.1, segments=[out(L(1), R(1), options=(Nop(), Nop(), Sack(((R(11), R(21)),))))])
     feed(c, seg(R(31), L(1), payload=b"m" * 10), at=0.2)
     expect(c, at=0.2, segments=[out(L(1), R(1), options=(
-        Nop(), Nop(), Sack(((R(11), R(21)), (R(31), R(41))))))])
+        Nop(), Nop(), Sack(((R(31), R(41)), (R(11), R(21))))))])  # the newest block first
     feed(c, seg(R(1), L(1), payload=b"j" * 10), at=0.3)
     expect(c, at=0.3, segments=[out(L(1), R(21), options=(Nop(), Nop(), Sack(((R(31), R(41)),))))])
 

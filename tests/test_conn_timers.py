@@ -319,12 +319,29 @@ def test_fin_wait_1_retransmits_its_fin() -> None:
     assert c.next_deadline() is None
 
 
-def test_l14_fin_wait_2_has_no_timeout_by_default() -> None:
+def test_l14_fin_wait_2_after_a_half_close_has_no_timeout() -> None:
+    """The RFC's CLOSE (shutdown(SHUT_WR)): the application may still read, so FIN-WAIT-2 waits
+    for the peer's FIN as long as it takes (RFC 9293 has no FIN-WAIT-2 timer)."""
     c = conn_fin_wait_2()
-    assert Config().fin_wait_2_timeout is None
     assert c.next_deadline() is None
     expect_nothing(c, at=1e6)
     assert c.state is State.FIN_WAIT_2
+
+
+def test_fin_wait_2_after_close_times_out_by_default_after_60_seconds() -> None:
+    """An application that closed its socket can read nothing more: if the peer vanishes, the
+    connection would wait in FIN-WAIT-2 for ever. Linux gives up after ``tcp_fin_timeout`` (60 s);
+    so does the default Config."""
+    assert Config().fin_wait_2_timeout == 60.0
+    c = conn_established(PLAIN.with_(fin_wait_2_timeout=Config().fin_wait_2_timeout))
+    c.close(0.0, discard_input=True)
+    expect(c, at=0.0, segments=[out(L(1), R(1), FIN)])
+    feed(c, seg(R(1), L(2)), at=0.5)
+    assert c.state is State.FIN_WAIT_2
+    expect_nothing(c, at=60.499)
+    assert c.state is State.FIN_WAIT_2
+    expect_nothing(c, at=60.5)
+    assert c.state is State.CLOSED
 
 
 def test_fin_wait_2_timeout_ends_an_orphaned_connection() -> None:

@@ -342,11 +342,20 @@ def test_reassembly_across_the_sequence_wrap() -> None:
     assert q.pop_ready(0xFFFFFFFC) == b"wxyz01234567"
 
 
-def test_reassembly_sack_blocks_lowest_first_and_limited() -> None:
+def test_rfc2018_first_block_holds_the_newest_segment_then_the_recent_ones() -> None:
+    """RFC 2018 §4: the first block contains the segment that triggered the ACK; the next ones
+    repeat the most recently reported blocks (not subsets of one already included); the rest are
+    the lowest, which a sender needs first."""
     q = ReassemblyQueue(1000)
     for start in (150, 110, 130, 170):
         q.add(start, b"xx", 100)
-    assert q.sack_blocks(3) == ((110, 112), (130, 132), (150, 152))
+    assert q.sack_blocks(3) == ((170, 172), (130, 132), (110, 112))
+    q.add(131, b"xx", 100)  # inside (130, 132) and beyond: the block grows and comes first
+    assert q.sack_blocks(4) == ((130, 133), (170, 172), (110, 112), (150, 152))
+    q.add(112, b"x" * 18, 100)  # joins 110..112 and 130..133 into one block
+    assert q.sack_blocks(2) == ((110, 133), (170, 172))
+    assert q.pop_ready(110) == b"xx" + b"x" * 18 + b"xxx"  # the first block is delivered...
+    assert q.sack_blocks(3) == ((170, 172), (150, 152))  # ...and no longer reported
     q.clear()
     assert (len(q), q.held, q.sack_blocks()) == (0, 0, ())
 

@@ -608,6 +608,10 @@ def test_l12_abort_resets_the_peer_and_leaves_no_time_wait() -> None:
     pipe.run(pipe.now + 0.5)
     assert server.state is State.CLOSED and isinstance(server.error, ConnectionReset)
     assert Event.RESET in server.events
+    # What arrived before the RST was acknowledged to the client: it stays readable, then the
+    # connection reports the reset (not a clean end of stream).
+    got = server.receive(1 << 20, pipe.now)
+    assert got is not None and got == b"x" * len(got) and len(got) > 0
     with pytest.raises(ConnectionReset):
         server.receive(1 << 20, pipe.now)
     assert pipe.a.conns == {} and pipe.b.conns == {}

@@ -21,10 +21,11 @@ class ReassemblyQueue:
     held. Holding is a SHOULD (SHLD-31), and a segment refused here is simply retransmitted —
     the same bound Linux gets from charging each held segment its full buffer size."""
 
-    __slots__ = ("_blocks", "held", "limit", "max_blocks")
+    __slots__ = ("_blocks", "_recent", "held", "limit", "max_blocks")
 
     def __init__(self, limit: int, max_blocks: int = 256) -> None:
         self._blocks: list[tuple[int, bytes]] = []
+        self._recent: list[int] = []  # a sequence number of each recently arrived segment, newest first
         self.held = 0
         self.limit = limit
         self.max_blocks = max_blocks
@@ -37,6 +38,7 @@ class ReassemblyQueue:
         already held are trimmed so every octet is stored once. Returns False if refused."""
         if not data:
             return True
+        self._note_recent(seq)
         # Work in offsets from rcv_nxt so that comparisons do not wrap.
         start = (seq - rcv_nxt) & _MASK
         merged: list[tuple[int, bytes]] = []
@@ -95,11 +97,40 @@ class ReassemblyQueue:
                 rcv_nxt = (rcv_nxt + len(bdata) - off) & _MASK
         return out
 
+    def _note_recent(self, seq: int) -> None:
+        recent = self._recent
+        if seq in recent:
+            recent.remove(seq)
+        recent.insert(0, seq)
+        del recent[4:]
+
+    def _block_of(self, seq: int) -> tuple[int, int] | None:
+        """The held block [start, end) containing sequence number ``seq``, if any."""
+        for bseq, bdata in self._blocks:
+            if ((seq - bseq) & _MASK) < len(bdata):
+                return bseq, (bseq + len(bdata)) & _MASK
+        return None
+
     def sack_blocks(self, limit: int = 3) -> tuple[tuple[int, int], ...]:
-        """RFC 2018 §4: SACK blocks for the data held (the most recently changed first is
-        recommended; we report the lowest blocks, which is what a sender needs to fill holes)."""
-        return tuple((s, (s + len(d)) & _MASK) for s, d in self._blocks[:limit])
+        """The SACK blocks to report (RFC 2018 §4): "The first SACK block ... MUST specify the
+        contiguous block of data containing the segment which triggered this ACK" — the block of
+        the newest out-of-order arrival — and the others repeat "the most recently reported SACK
+        blocks ... that are not subsets of a SACK block already included"; what room is left
+        goes to the lowest blocks, which a sender needs to fill its first holes."""
+        out: list[tuple[int, int]] = []
+        for seq in self._recent:
+            block = self._block_of(seq)
+            if block is not None and block not in out:
+                out.append(block)
+        for bseq, bdata in self._blocks:
+            if len(out) >= limit:
+                break
+            block = (bseq, (bseq + len(bdata)) & _MASK)
+            if block not in out:
+                out.append(block)
+        return tuple(out[:limit])
 
     def clear(self) -> None:
         self._blocks.clear()
+        self._recent.clear()
         self.held = 0

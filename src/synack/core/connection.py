@@ -263,7 +263,10 @@ class Connection(Tcb):
     def receive(self, max_bytes: int, now: float) -> bytes | None:
         """RECEIVE (§3.10.3). Returns up to ``max_bytes`` octets; ``b""`` at end of stream (the
         peer's FIN was consumed — the RFC's "connection closing" reply); ``None`` when nothing is
-        available yet. A connection that failed raises its error."""
+        available yet. A connection that failed raises its error — once the data it received and
+        acknowledged before failing has been read: a RST does not take back octets the peer saw
+        acknowledged (Linux keeps them too), and after them RECEIVE says "connection reset"
+        (§3.10.7.4 second step) rather than a clean end of stream, even after the peer's FIN."""
         self._touch(now)
         if max_bytes < 0:
             raise ValueError("max_bytes must not be negative")
@@ -273,11 +276,11 @@ class Connection(Tcb):
             del self._rbuf[:n]
             self._window_opened(now)
             return data
+        if self.state is State.CLOSED and isinstance(self.error, RemoteError):
+            raise self.error
         if self._peer_fin:
             return b""
         if self.state is State.CLOSED:
-            if isinstance(self.error, RemoteError):
-                raise self.error
             if self.error is None and self.passive is False and self.stats[0] == 0:
                 raise NoConnection("error: connection does not exist")
             return b""
@@ -471,7 +474,7 @@ class Connection(Tcb):
         a = _Arrival(seg, _timestamps(seg) if self.ts_ok else None)
         ts = a.ts
         if ts is not None and ((ts.tsval - self.ts_recent) & _MASK) >= _HALF and not a.rst:
-            self._reject_old_duplicate()  # PAWS
+            self._reject_old_duplicate(now)  # PAWS
             return
         if a.syn and not self._trim_repeated_syn(a):
             return
@@ -492,11 +495,11 @@ class Connection(Tcb):
         if self._process_text(a, now) and a.fin:
             self._check_fin(a, now)
 
-    def _reject_old_duplicate(self) -> None:
+    def _reject_old_duplicate(self, now: float) -> None:
         """RFC 7323 §5.3 R1 (PAWS), before the sequence check: a segment (not a RST) whose
-        timestamp is older than TS.Recent is an old duplicate; drop it and send an ACK."""
-        self._drop(Drop.PAWS)
-        self._ack_now = True
+        timestamp is older than TS.Recent is an old duplicate; drop it and send an ACK (rate
+        limited as every reply to an unacceptable segment, :meth:`_reply_invalid`)."""
+        self._reply_invalid(now, Drop.PAWS, Drop.PAWS_LIMITED)
 
     def _trim_repeated_syn(self, a: _Arrival) -> bool:
         """A SYN repeated at IRS in SYN-RECEIVED (our reading of RFC 793 Figure 8 line 6 and of
@@ -536,14 +539,43 @@ class Connection(Tcb):
         if a.rst:
             self._drop(Drop.RST_OUTSIDE_WINDOW)
             return False
-        if self.state is State.TIME_WAIT and a.fin and ((a.seq + a.seg_len) & _MASK) == self.rcv_nxt:
+        st = self.state
+        if a.syn and st is not State.SYN_RECEIVED:
+            # RFC 5961 §4.2: a SYN in a synchronized state, in the window or not, draws a
+            # challenge ACK (rate-limited, §7) — not the plain ACK of Table 6 every time.
+            self._challenge_ack(now, Drop.SYN_CHALLENGED, Drop.SYN_CHALLENGE_LIMITED)
+            return False
+        end = (a.seq + a.seg_len) & _MASK
+        if st is State.TIME_WAIT and a.fin and end == self.rcv_nxt:
             # A retransmitted FIN: acknowledge it and restart the 2 MSL timer (L10, fifth step,
             # TIME-WAIT; it lies left of the window, so it never gets that far).
             self._t_timewait = now + 2 * self.config.msl
             self._timer(Timer.TIME_WAIT, TimerAction.RESTART)
-        self._drop(Drop.UNACCEPTABLE)
-        self._ack_now = True
+            self._drop(Drop.UNACCEPTABLE)
+            self._ack_now = True
+        elif ((self.rcv_nxt - end) & _MASK) <= max(self.config.rcv_buf, 0xFFFF):
+            # Old data the peer sent again (it ends at or below RCV.NXT, within a window of it):
+            # our ACK of it was lost, and only an ACK now stops its retransmissions. Answered
+            # every time, as Linux answers segments ending at or after its RCV.WUP.
+            self._drop(Drop.UNACCEPTABLE)
+            self._ack_now = True
+        else:
+            self._reply_invalid(now, Drop.UNACCEPTABLE, Drop.UNACCEPTABLE_LIMITED)
         return False
+
+    def _reply_invalid(self, now: float, sent: Drop, limited: Drop) -> None:
+        """The ACK that answers an unacceptable segment, at most one per
+        ``Config.invalid_ratelimit`` seconds on this connection (Linux's
+        ``tcp_invalid_ratelimit``; RFC 5961 §7 asks the same of challenge ACKs): a blind
+        attacker injecting segments at random sequence numbers must not turn each into a reply
+        towards the peer."""
+        if now - self._oow_last >= self.config.invalid_ratelimit:
+            self._oow_last = now
+            self._ack_now = True
+            self._drop(sent)
+        else:
+            self.stats[3] += 1
+            self._drop(limited)
 
     def _check_rst(self, a: _Arrival) -> None:
         """Second step (RST set), with RFC 5961 §3.2: a RST is accepted only at exactly RCV.NXT
@@ -583,8 +615,13 @@ class Connection(Tcb):
             return False
         if self.state is State.SYN_RECEIVED:
             if not (_lt(self.snd_una, ack) and _le(ack, self.snd_max)):
-                self._out.append(Segment(a.seg.dst_port, a.seg.src_port, ack, None, RST, 0))
-                self._drop(Drop.BAD_ACK_IN_SYN_RECEIVED)
+                if now - self._oow_last >= self.config.invalid_ratelimit:  # <SEQ=SEG.ACK><CTL=RST>
+                    self._oow_last = now
+                    self._out.append(Segment(a.seg.dst_port, a.seg.src_port, ack, None, RST, 0))
+                    self._drop(Drop.BAD_ACK_IN_SYN_RECEIVED)
+                else:
+                    self.stats[3] += 1
+                    self._drop(Drop.BAD_ACK_IN_SYN_RECEIVED_LIMITED)
                 return False
             self._update_window(a.seg, a.seq, ack)
             self._ack_advances(ack, now)
@@ -595,12 +632,10 @@ class Connection(Tcb):
         else:
             # RFC 5961 §5 (MAY-12): (SND.UNA - MAX.SND.WND) =< SEG.ACK =< SND.NXT, else ACK and drop.
             if _lt(self.snd_max, ack):
-                self._drop(Drop.ACK_OF_UNSENT)
-                self._ack_now = True
+                self._challenge_ack(now, Drop.ACK_OF_UNSENT, Drop.ACK_OF_UNSENT_LIMITED)
                 return False
             if _lt(ack, (self.snd_una - self.max_snd_wnd) & _MASK):
-                self._drop(Drop.ACK_TOO_OLD)
-                self._ack_now = True
+                self._challenge_ack(now, Drop.ACK_TOO_OLD, Drop.ACK_TOO_OLD_LIMITED)
                 return False
             self._process_ack(a, ack, now)
         self._last_rcv = now
@@ -811,6 +846,7 @@ class Connection(Tcb):
         # MUST-15/MUST-16 (§3.7.1): Eff.snd.MSS = min(SendMSS, what IP can send) minus the TCP
         # options every segment carries (12 octets of timestamps when they are in use).
         send_mss = mss if mss is not None and mss > 0 else default_mss(self.ipv6)
+        send_mss = max(send_mss, cfg.min_snd_mss)  # an MSS option of 1 would mean 1-octet segments
         self.snd_mss = max(min(send_mss, self._mtu_mss) - (12 if self.ts_ok else 0), 1)
         if self.sack_ok and cfg.sack_recovery:
             self.recovery = SackRecovery()
@@ -909,6 +945,7 @@ class Connection(Tcb):
             self._ack_now = True
             self._drop(sent)
         else:
+            self.stats[3] += 1
             self._drop(limited)
 
 
@@ -931,13 +968,12 @@ class Connection(Tcb):
 
     def _teardown(self, error: TcpError | None, event: Cause, *, report: Event | None = None,
                   detail: str = "") -> None:
-        """Delete the TCB: flush every queue, stop every timer, enter CLOSED; record ``error``
-        and queue ``report`` (then CLOSED) for the user."""
+        """Delete the TCB: flush the send and reassembly queues, stop every timer, enter CLOSED;
+        record ``error`` and queue ``report`` (then CLOSED) for the user. Data already received in
+        order stays readable (:meth:`receive`); an ABORT flushes it itself."""
         if error is not None:
             self.error = error
         self._sbuf.clear()
-        if isinstance(error, ConnectionReset):
-            self._rbuf.clear()
         if self._ooo is not None:
             self._ooo.clear()
         self._clear_timers()
@@ -992,9 +1028,11 @@ class Connection(Tcb):
             self._t_persist = None
             cfg = self.config
             limit = cfg.user_timeout if cfg.user_timeout is not None else cfg.r2
-            if self.snd_wnd == 0 and now - self._last_rcv >= limit:
-                # MUST-20 (§3.8.3): a zero-window probe is a retransmitted data octet; R2 seconds
-                # with no answer at all fail the connection. (MUST-37: answered probes never do.)
+            if now - self._last_rcv >= limit:
+                # MUST-20 (§3.8.3): a window probe is a retransmitted data octet — into a zero
+                # window, or the SWS override's few octets into a window too small for a segment —
+                # and R2 seconds with no answer at all fail the connection, whatever window the
+                # peer last offered. (MUST-37: probes that are answered never do.)
                 self._timer(Timer.PERSIST, TimerAction.GIVE_UP)
                 self._teardown(ConnectionTimedOut("connection timed out (zero-window probes unanswered)"),
                                Cause.TIMEOUT_PERSIST, report=Event.TIMED_OUT)

@@ -630,6 +630,7 @@ class Host:
             self._unbind(conn, conn.local_port)
             self.closed_connections += 1
             self.counters["retransmissions"] += conn.stats[2]
+            self.counters["replies_rate_limited"] += conn.stats[3]
         self._sched.pop(conn, None)
         self._dirty.pop(conn, None)
         lst = self._parent.pop(key, None)
@@ -710,8 +711,9 @@ class Host:
         """Counters: packets/segments in and out, bad checksums, drops by reason, resets,
         retransmissions (including those of connections still open)."""
         out = dict(self.counters)
-        open_rexmits = sum(c.stats[2] for c in self.conns.values())
-        out["retransmissions"] = self.counters["retransmissions"] + open_rexmits
+        conns = self.conns.values()
+        out["retransmissions"] = self.counters["retransmissions"] + sum(c.stats[2] for c in conns)
+        out["replies_rate_limited"] = self.counters["replies_rate_limited"] + sum(c.stats[3] for c in conns)
         out["connections"] = len(self.conns)
         out["listeners"] = len(self.listeners)
         return out

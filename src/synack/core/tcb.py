@@ -86,7 +86,13 @@ class Config:
       off by default, idle 2 hours, then ``keepcnt`` probes ``keepintvl`` apart.
     * ``delayed_ack``: delay of a lone ACK (MUST-40: < 0.5 s; 0 = ACK every segment at once).
     * ``nodelay``: disable Nagle (MUST-17).
-    * ``fin_wait_2_timeout``: abort an orphaned FIN-WAIT-2 after this long (None: never, as in the RFC).
+    * ``fin_wait_2_timeout``: abort FIN-WAIT-2 this long after an application that closed its
+      socket (``close(discard_input=True)``) can read nothing more (None: never, as in the RFC;
+      default 60 s, Linux's ``tcp_fin_timeout``: a peer that vanished would hold it for ever).
+    * ``min_snd_mss``: the smallest send MSS a peer's MSS option may impose (Linux's
+      ``tcp_min_snd_mss``, 48): an MSS of 1 would cut a stream into 1-octet segments.
+    * ``invalid_ratelimit``: seconds between two ACKs sent in reply to unacceptable segments
+      (out of the window, PAWS) on one connection (Linux's ``tcp_invalid_ratelimit``, 0.5 s).
     * ``window_scaling``/``timestamps``/``sack``: offer RFC 7323/2018 options on the SYN.
     * ``challenge_ack_limit``: RFC 5961 §7 challenge ACKs per second per connection.
     * ``ooo_limit``: octets of out-of-order data held (None: the receive buffer size).
@@ -113,11 +119,13 @@ class Config:
     keepcnt: int = 9
     delayed_ack: float = 0.2
     nodelay: bool = False
-    fin_wait_2_timeout: float | None = None
+    fin_wait_2_timeout: float | None = 60.0
     window_scaling: bool = True
     timestamps: bool = True
     sack: bool = True
     challenge_ack_limit: int = 10
+    min_snd_mss: int = 48
+    invalid_ratelimit: float = 0.5
     ooo_limit: int | None = None
     congestion: str = "newreno"
     sack_recovery: bool = True
@@ -133,6 +141,12 @@ class Config:
             raise ValueError("delayed_ack must be in [0, 0.5) seconds (RFC 9293 MUST-40)")
         if self.keepidle <= 0 or self.keepintvl <= 0 or self.keepcnt < 1:
             raise ValueError("keepalive idle/interval must be > 0 and count >= 1")
+        if not 1 <= self.min_snd_mss <= 65495:
+            raise ValueError(f"min_snd_mss {self.min_snd_mss} out of range 1..65495")
+        if self.invalid_ratelimit < 0:
+            raise ValueError("invalid_ratelimit must not be negative")
+        if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout < 0:
+            raise ValueError("fin_wait_2_timeout must not be negative")
         if self.congestion not in CONTROLLERS:
             raise ValueError(f"unknown congestion control {self.congestion!r} "
                              f"(known: {', '.join(sorted(CONTROLLERS))})")
@@ -169,7 +183,7 @@ class Tcb:
     __slots__ = (
         "__weakref__",
         "_ack_now",
-        "_ack_pending_segs",
+        "_ack_pending",
         "_app_closed",
         "_chal_count",
         "_chal_start",
@@ -180,6 +194,7 @@ class Tcb:
         "_mtu_mss",
         "_ooo",
         "_ooo_fin",
+        "_oow_last",
         "_out",
         "_peer_fin",
         "_persist_backoff",
@@ -213,6 +228,7 @@ class Tcb:
         "notify",
         "now",
         "passive",
+        "peer_smss",
         "rcv_adv",
         "rcv_mss",
         "rcv_nxt",
@@ -281,6 +297,9 @@ class Tcb:
         self._mtu_mss = max(mtu - header, 64)  # the largest segment the IP layer can send (EMTU_S)
         self.rcv_mss = cfg.mss if cfg.mss is not None else self._mtu_mss
         self.snd_mss = default_mss(self.ipv6)
+        # The peer's sending segment size as the largest segment it sent so far (RFC 5681 §4.2
+        # "full-sized" is judged against it), starting from the default MSS (MUST-15).
+        self.peer_smss = min(self.rcv_mss, self.snd_mss)
         # TSO: the driver can cut a segment of up to this many octets of payload into snd_mss
         # pieces (0 = it cannot). Set by the host from Host.tso_max; see _next_data.
         self.tso_max = 0
@@ -298,7 +317,8 @@ class Tcb:
         # Output flags
         self._out: list[Segment] = []
         self._ack_now = self._fast_rexmit = self._probe_due = False
-        self._ack_pending_segs = 0
+        self._ack_pending = 0  # octets received since the last ACK we sent
+        self._oow_last = -1.0  # when we last answered an unacceptable segment (invalid_ratelimit)
         # Timers (absolute deadlines, or None)
         self._t_rexmit: float | None = None
         self._t_delack: float | None = None
@@ -316,7 +336,8 @@ class Tcb:
         self.cc: CongestionController = make_controller(cfg.congestion, self.snd_mss)
         # RFC 5681/6582 until the handshake negotiates SACK (then RFC 6675, _take_syn_options).
         self.recovery: LossRecovery = NewRenoRecovery(self.iss)
-        self.stats = [0, 0, 0]  # segments in, segments out, retransmissions
+        # segments in, segments out, retransmissions, replies to unacceptable segments suppressed
+        self.stats = [0, 0, 0, 0]
 
     # -----------------------------------------------------------------------------------------
     # What the TCB says of itself
@@ -399,6 +420,7 @@ class Tcb:
                 ("time_wait", self._t_timewait), ("keepalive", self._t_keepalive),
                 ("persist", self._t_persist), ("fin_wait_2", self._t_finwait2)) if v is not None},
             "segments_in": self.stats[0], "segments_out": self.stats[1], "retransmissions": self.stats[2],
+            "replies_rate_limited": self.stats[3],
             "error": None if self.error is None else type(self.error).__name__,
         }
 
@@ -408,13 +430,17 @@ class Tcb:
 
     def _schedule_ack(self, nbytes: int, now: float) -> None:
         """§3.8.6.3: delay the ACK (MUST-40: < 0.5 s), but ACK at least every second full-sized
-        segment (SHLD-19)."""
+        segment or 2·MSS octets of new data (SHLD-19; RFC 5681 §4.2). "Full-sized" is the peer's
+        sending size, learnt from the largest segment it sent (as Linux's ``rcv_mss``): a peer
+        whose MSS is smaller than ours sends full segments smaller than our MSS, and judging
+        them against ours would ACK none of them before the delay."""
+        if nbytes > self.peer_smss:
+            self.peer_smss = min(nbytes, self.rcv_mss)
         if self.config.delayed_ack <= 0:
             self._ack_now = True
             return
-        # "Full-sized": allow for up to 40 octets of options in the peer's segments.
-        self._ack_pending_segs += 1 if nbytes >= self.rcv_mss - 40 else 0
-        if self._ack_pending_segs >= 2:
+        self._ack_pending += nbytes
+        if self._ack_pending >= 2 * self.peer_smss:
             self._ack_now = True
         elif self._t_delack is None:
             self._t_delack = now + self.config.delayed_ack
@@ -433,21 +459,25 @@ class Tcb:
             self._ack_now = True
 
     def _advertise(self) -> int:
-        """The window field to send, and RCV.WND/right edge bookkeeping. The right edge never
-        moves left (SHLD-14)."""
+        """The window field to send, and RCV.WND/right edge bookkeeping (§3.8.6.2.2, RFC 7323
+        §2.3–2.4). The window opens to the free buffer space by whole steps (receiver SWS
+        avoidance) and its right edge never moves left (SHLD-14). With a scale factor the field
+        is the window shifted right, rounded down — the data we take never passes the buffer —
+        except where that would shrink the window already offered: then it is rounded up.
+        Either way the edge the peer computes from the field is the edge we keep (``rcv_adv``)
+        and take data up to, so a peer that fills the window it was given loses nothing."""
         free = self.config.rcv_buf - len(self._rbuf)
         cur = self.rcv_wnd
         wnd = cur
         if free - cur >= min(self.config.rcv_buf // 2, self.rcv_mss):
             wnd = free
         shift = self.rcv_wscale
-        field = (wnd + (1 << shift) - 1) >> shift if shift else wnd
+        field = wnd >> shift
+        if field << shift < cur:
+            field = (cur + (1 << shift) - 1) >> shift  # round up, not shrink
         if field > 0xFFFF:
             field = 0xFFFF
-        # Rounding the scaled field up keeps the peer from seeing a shrinking window (RFC 7323
-        # §2.4), but the edge up to which we take data never passes the free buffer space: each
-        # rounding would otherwise push it up to 2**shift − 1 octets past RCV.BUFF (memory bound).
-        edge = (self.rcv_nxt + min(field << shift, max(free, cur))) & _MASK
+        edge = (self.rcv_nxt + (field << shift)) & _MASK
         if _lt(self.rcv_adv, edge):  # rcv_adv is set once the IRS is known; 0 is a valid edge
             self.rcv_adv = edge
         return field
@@ -532,7 +562,7 @@ class Tcb:
             sent_any = True
         if sent_any:
             self._ack_now = False
-            self._ack_pending_segs = 0
+            self._ack_pending = 0
             self._t_delack = None
         self._arm_persist(now)
         return out
