@@ -34,6 +34,7 @@ from tcpkit import (
     expect_nothing,
     feed,
     fire,
+    make_conn,
     out,
     pull,
     seg,
@@ -251,6 +252,31 @@ def test_syn_received_gives_up_after_r2_syn() -> None:
     assert [t for t, _ in timeline(c, until=9.999)] == [1.0, 3.0, 7.0]
     fire(c, 10.0)
     assert c.state is State.CLOSED
+
+
+def test_a_passive_syn_received_resends_its_syn_ack_five_times_then_gives_up() -> None:
+    """A listener's half-open child stops after ``synack_retries`` (5, Linux's
+    tcp_synack_retries) retransmissions of its SYN,ACK — about 63 s with a 1 s RTO — rather than
+    after R2 for a SYN (3 minutes): each spoofed SYN of a flood would otherwise hold its place
+    in the SYN queue for 3 minutes (RFC 4987 §3.2). A deliberate deviation from MUST-23 for the
+    SYN,ACK, listed in docs/conformance.md."""
+    c = conn_syn_received()
+    assert c.passive
+    assert [t for t, _ in timeline(c, until=62.999)] == [1.0, 3.0, 7.0, 15.0, 31.0]
+    assert c.state is State.SYN_RECEIVED
+    fire(c, 63.0)
+    assert c.state is State.CLOSED
+
+
+def test_an_active_syn_received_keeps_r2_syn() -> None:
+    """Simultaneous open: our own SYN (repeated in the SYN,ACK) keeps MUST-23's 3 minutes."""
+    c = make_conn(PLAIN)
+    c.open_active(0.0)
+    pull(c, 0.0)
+    feed(c, seg(R(0), None, SYN), at=0.0)  # the peer's SYN crosses ours
+    assert c.state is State.SYN_RECEIVED and not c.passive
+    times = [t for t, _ in timeline(c, until=179.0)]
+    assert len(times) > 5 and c.state is State.SYN_RECEIVED
 
 
 # =============================================================================================

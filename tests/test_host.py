@@ -217,7 +217,9 @@ def test_accept_queue_never_exceeds_backlog_and_latecomers_get_in_after_accept()
 
 
 def test_syn_backlog_full_drops_the_syn_and_the_client_retransmits() -> None:
+    """Without SYN cookies a full SYN queue drops the SYN; the client's retransmission gets in."""
     pipe = pair(log=True)
+    pipe.b.syn_cookies = "never"
     lst = pipe.b.listen(80, backlog=16, syn_backlog=2)
     clients = [pipe.a.connect(B, 80, 0.0) for _ in range(4)]
     pipe.run(0.5)
@@ -231,6 +233,30 @@ def test_syn_backlog_full_drops_the_syn_and_the_client_retransmits() -> None:
     syns = segs(pipe, 0, lambda s: s.flags == SYN)
     assert [t for t, _ in syns] == [0.0] * 4 + [1.0] * 2
     assert pipe.a.stats()["retransmissions"] == 2
+
+
+def test_syn_backlog_full_answers_with_cookies_and_everyone_gets_in_at_once() -> None:
+    """RFC 4987 §3.6 (Linux's default): with the SYN queue full the listener answers with a
+    cookie and keeps no state; the ACK completes the connection at once, no retransmission."""
+    pipe = pair(log=True)
+    lst = pipe.b.listen(80, backlog=16, syn_backlog=2)
+    clients = [pipe.a.connect(B, 80, 0.0) for _ in range(4)]
+    pipe.run(0.5)
+    assert all(c.state is State.ESTABLISHED for c in clients)
+    assert lst.pending == 4
+    assert pipe.b.stats()["syn_cookies_sent"] == 2 and pipe.b.stats()["syn_cookies_ok"] == 2
+    assert pipe.a.stats()["retransmissions"] == 0
+    # The cookie connections carry data both ways like any other.
+    accepted = [lst.accept() for _ in range(4)]
+    by_port = {s.remote_port: s for s in accepted if s is not None}
+    assert sorted(by_port) == sorted(c.local_port for c in clients)
+    for c in clients:
+        c.send(b"to server %d" % c.local_port, pipe.now)
+        by_port[c.local_port].send(b"to client %d" % c.local_port, pipe.now)
+    pipe.run(pipe.now + 0.1)
+    for c in clients:
+        assert by_port[c.local_port].receive(100, pipe.now) == b"to server %d" % c.local_port
+        assert c.receive(100, pipe.now) == b"to client %d" % c.local_port
 
 
 def test_full_accept_queue_drops_syns_until_the_server_accepts() -> None:
@@ -796,14 +822,27 @@ def test_must_46_open_to_a_broadcast_or_multicast_address_is_an_error(remote: st
     assert not host.conns and not host.packets_to_send(0.0)
 
 
-@pytest.mark.parametrize("src,dst", [("224.0.0.5", B), ("0.0.0.0", B)],
-                         ids=["multicast-src", "unspecified-src"])
+@pytest.mark.parametrize("src,dst", [
+    ("224.0.0.5", B), ("0.0.0.0", B), ("127.0.0.1", B), (B, B), ("10.0.0.255", B), ("240.1.2.3", B),
+    ("0.1.2.3", B), ("ff02::1", B6), ("::1", B6), ("::ffff:10.0.0.1", B6), (B6, B6),
+], ids=["multicast", "unspecified", "loopback", "our-own", "subnet-broadcast", "reserved", "this-network",
+        "v6-multicast", "v6-loopback", "v4-mapped", "v6-our-own"])
 def test_must_63_syn_from_an_invalid_source_is_silently_discarded(src: str, dst: str) -> None:
-    host = Host([B], name="B", config=CFG)
+    """MUST-63: "An incoming SYN with an invalid source address MUST be ignored", and so is
+    every other segment from a source no network can deliver (Linux's martians): no RST to it."""
+    host = Host([f"{B}/24", B6], name="B", config=CFG)
     host.listen(80)
-    host.receive(build_packet(src, dst, Segment(1234, 80, 1000, None, SYN, 65535)), 0.0)
+    for flags, ack in ((SYN, None), (ACK, 5), (0, None)):
+        host.receive(build_packet(src, dst, Segment(1234, 80, 1000, ack, flags, 65535)), 0.0)
     assert not host.conns and host.packets_to_send(0.0) == []
-    assert host.counters["drop_bad_address"] == 1
+    assert host.counters["drop_martian"] == 3
+
+
+def test_a_loopback_host_takes_segments_from_loopback() -> None:
+    host = Host(["127.0.0.1"], name="lo", config=CFG)
+    host.listen(80)
+    host.receive(build_packet("127.0.0.2", "127.0.0.1", Segment(1234, 80, 1000, None, SYN, 65535)), 0.0)
+    assert len(host.conns) == 1 and host.counters["drop_martian"] == 0
 
 
 def test_must_57_syn_to_a_broadcast_or_multicast_address_is_silently_discarded() -> None:

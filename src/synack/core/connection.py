@@ -342,6 +342,18 @@ class Connection(Tcb):
         self._peer_fin = False
         self._teardown(ConnectionAborted("connection aborted by the local user"), event, detail=detail)
 
+    def accept_cookie(self, syn: Segment, now: float) -> None:
+        """(Host) A SYN cookie came back (RFC 4987 §3.6): ``syn`` is the SYN rebuilt from the ACK
+        and the cookie. Run the passive OPEN and the LISTEN procedure (§3.10.7.2) on it as if it
+        had arrived, and count the SYN,ACK the host sent without state (ISS = the cookie) as sent
+        and acknowledged by the ACK the host feeds next, which completes the handshake."""
+        self.open_passive(now)
+        self._listen_arrives(syn, now)
+        self._syn_opts_sent = True
+        self.snd_nxt = self.snd_max = (self.iss + 1) & _MASK
+        self._t_rexmit = now + self.rtt.rto  # should the ACK not complete it, SYN-RECEIVED times out
+        self._rexmit_start = now
+
     def status(self) -> dict[str, Any]:
         """STATUS (§3.10.6): the state and the TCB (same as :meth:`snapshot`)."""
         if self.state is State.CLOSED and self.error is None and self.stats[0] == 0 and not self.passive:
@@ -1061,6 +1073,14 @@ class Connection(Tcb):
         if cfg.user_timeout is not None and st not in (State.SYN_SENT, State.SYN_RECEIVED):
             limit = cfg.user_timeout
         if now - start >= limit:
+            self._timer(Timer.RETRANSMIT, TimerAction.GIVE_UP)
+            self._teardown(ConnectionTimedOut("connection timed out"), Cause.TIMEOUT_R2,
+                           report=Event.TIMED_OUT)
+            return
+        if st is State.SYN_RECEIVED and self.passive and self._rexmits >= cfg.synack_retries:
+            # A listener's half-open child resends its SYN,ACK at most synack_retries times
+            # (Linux tcp_synack_retries: 5, about 63 s), not for R2 = 3 minutes: under a SYN
+            # flood each spoofed SYN would hold a queue slot that long (RFC 4987 §3.2, §3.6).
             self._timer(Timer.RETRANSMIT, TimerAction.GIVE_UP)
             self._teardown(ConnectionTimedOut("connection timed out"), Cause.TIMEOUT_R2,
                            report=Event.TIMED_OUT)

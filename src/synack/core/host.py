@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from synack.core.connection import Config, Connection, LocalError, reset_for
+from synack.core.cookies import check_cookie, make_cookie, ts_options_decode, ts_options_encode
 from synack.core.records import (
     Cause,
     Drop,
@@ -34,7 +35,23 @@ from synack.core.records import (
     ResetRecord,
     State,
 )
-from synack.core.wire import RST, SYN, Segment, WireError, build_packet, parse_packet, seq_gt
+from synack.core.tcb import wscale_for
+from synack.core.wire import (
+    ACK,
+    RST,
+    SYN,
+    Mss,
+    Nop,
+    Option,
+    SackPermitted,
+    Segment,
+    Timestamps,
+    WindowScale,
+    WireError,
+    build_packet,
+    parse_packet,
+    seq_gt,
+)
 
 __all__ = ["AddressInUse", "AddressNotAvailable", "Host", "InvalidAddress", "Listener", "Reservation"]
 
@@ -72,6 +89,17 @@ def _invalid_peer(addr: str) -> bool:
     return isinstance(ip, ipaddress.IPv4Address) and (addr == "255.255.255.255")
 
 
+def _martian(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A source address no packet from a network may carry (what Linux calls martian): loopback,
+    "this network" (0.0.0.0/8), reserved (240.0.0.0/4), an IPv4-mapped IPv6 address. Multicast,
+    unspecified and the limited broadcast are :func:`_invalid_peer`'s."""
+    if ip.is_loopback:
+        return True
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip.packed[0] == 0 or ip.packed[0] >= 240
+    return ip.ipv4_mapped is not None
+
+
 class Reservation:
     """A local address and port held by a socket that has called bind() but not yet listen() or
     connect(). Counts in the bind-conflict rules like any other user of the port."""
@@ -103,6 +131,7 @@ class Listener:
         "backlog",
         "closed",
         "config",
+        "cookies_until",
         "host",
         "local_addr",
         "local_port",
@@ -123,6 +152,7 @@ class Listener:
         self.reuseaddr = reuseaddr
         self.closed = False
         self.syn_pending = 0
+        self.cookies_until = -1.0  # a cookie ACK is looked at until then (cookies were sent)
         self._accept_q: deque[Connection] = deque()
         self.on_ready: Callable[[Listener], None] | None = None
 
@@ -157,8 +187,12 @@ class Listener:
 class Host:
     """Connections, listeners and ports of one host (one or more IPv4/IPv6 addresses).
 
-    ``isn_key`` is the secret of RFC 6528's F(); give each host its own (the simulator derives it
-    from the seed so that runs repeat exactly; the TUN driver uses ``os.urandom``). ``tracer``,
+    ``isn_key`` is the secret of RFC 6528's F() and of SYN cookies; give each host its own (the
+    simulator derives it from the seed so that runs repeat exactly; the TUN driver uses
+    ``os.urandom``). An address may carry its prefix (``10.0.0.1/24``): the subnet's broadcast
+    address is then a martian source too. ``syn_cookies`` is ``"auto"`` (answer a SYN with a
+    cookie when a listener's SYN queue is full, RFC 4987 §3.6 — Linux's default), ``"always"``
+    or ``"never"``. ``tracer``,
     when set, receives every record of the host and its connections
     (:mod:`synack.core.records`). ``connection_class`` is the TCB a host makes (a subclass may
     model another TCP).
@@ -176,12 +210,20 @@ class Host:
         mtu: int = 1500,
         tracer: HostTracer | None = None,
         ephemeral: tuple[int, int] = (32768, 60999),
+        syn_cookies: str = "auto",
     ) -> None:
         self.name = name
-        self.addresses: list[str] = [str(ipaddress.ip_address(a)) for a in addresses]
+        interfaces = [ipaddress.ip_interface(a) for a in addresses]
+        self.addresses: list[str] = [str(i.ip) for i in interfaces]
         if not self.addresses:
             raise ValueError("a host needs at least one address")
+        if syn_cookies not in ("auto", "always", "never"):
+            raise ValueError(f"syn_cookies must be 'auto', 'always' or 'never', not {syn_cookies!r}")
+        self.syn_cookies = syn_cookies
         self._addrset = frozenset(self.addresses)
+        # Subnet broadcast addresses (martian sources), for addresses given with a prefix.
+        self._broadcasts = frozenset(str(i.network.broadcast_address) for i in interfaces
+                                     if i.version == 4 and i.network.prefixlen < 31)
         self.config = config or Config()
         self.mtu = mtu
         #: TSO: the driver can cut a TCP segment carrying up to this many octets of payload into
@@ -211,7 +253,7 @@ class Host:
         # One bound method shared by every connection (a bound method per connection is 64 bytes).
         self._notify_cb: Callable[[Connection], None] = self._notify
         # Remote addresses already parsed by _peer (ipaddress costs more than the rest of connect).
-        self._peers: dict[str, tuple[str, bool]] = {}
+        self._peers: dict[str, tuple[str, bool, bool]] = {}
 
     # -------------------------------------------------------------------------------------
     # ISNs (RFC 6528 / RFC 9293 §3.4.1, SHLD-1)
@@ -253,16 +295,23 @@ class Host:
         if self._recorder is not None:
             self._recorder.sink(HostNote(self.now, self.name, note, addr, port))
 
-    def _peer(self, addr: str) -> tuple[str, bool]:
-        """The normal text form of a remote address, and whether no TCP connection can have it at
-        the far end (_invalid_peer). Raises ValueError when ``addr`` is not an IP address.
-        Remembered per address string; the memory is bounded (forgotten when it grows large)."""
+    def _peer(self, addr: str) -> tuple[str, bool, bool]:
+        """The normal text form of a remote address, whether no TCP connection can have it at the
+        far end (_invalid_peer), and whether no packet from a network can carry it as its source
+        (invalid, martian, one of ours, our subnet's broadcast). Raises ValueError when ``addr``
+        is not an IP address. Remembered per address string; the memory is bounded (forgotten
+        when it grows large)."""
         hit = self._peers.get(addr)
         if hit is None:
-            norm = str(ipaddress.ip_address(addr))
+            ip = ipaddress.ip_address(addr)
+            norm = str(ip)
+            invalid = _invalid_peer(norm)
+            martian = invalid or _martian(ip) or norm in self._addrset or norm in self._broadcasts
+            if any(ipaddress.ip_address(a).is_loopback for a in self.addresses) and ip.is_loopback:
+                martian = norm in self._addrset  # a loopback host talks to loopback peers
             if len(self._peers) >= 4096:
                 self._peers.clear()
-            hit = self._peers[addr] = (norm, _invalid_peer(norm))
+            hit = self._peers[addr] = (norm, invalid, martian)
         return hit
 
     # -------------------------------------------------------------------------------------
@@ -373,7 +422,7 @@ class Host:
         if not 1 <= remote_port <= 65535:
             raise ValueError(f"port {remote_port} out of range 1..65535")
         try:
-            remote, invalid = self._peer(remote_addr)
+            remote, invalid, _ = self._peer(remote_addr)
         except ValueError:
             raise InvalidAddress(f"error: {remote_addr!r} is not an IP address") from None
         if invalid:
@@ -414,8 +463,9 @@ class Host:
         self._after(conn)
         return conn
 
-    def _new_conn(self, key: Key, config: Config, now: float) -> Connection:
-        conn = self.connection_class((key[0], key[1]), (key[2], key[3]), iss=self.isn(key, now),
+    def _new_conn(self, key: Key, config: Config, now: float, *, iss: int | None = None) -> Connection:
+        conn = self.connection_class((key[0], key[1]), (key[2], key[3]),
+                                     iss=self.isn(key, now) if iss is None else iss,
                                      config=config, mtu=self.mtu, ts_offset=self._ts_offset(key),
                                      tracer=self._recorder)
         conn.now = now
@@ -489,6 +539,12 @@ class Host:
         if dst not in self._addrset:
             counters["drop_not_for_us"] += 1
             self._drop(Drop.NOT_FOR_US, dst)
+            return
+        if self._peer(src)[2]:
+            # A martian source (loopback, ours, a broadcast, reserved, IPv4-mapped): dropped as
+            # the IP layer would (MUST-63 for SYNs; nothing is answered to such an address).
+            counters["drop_martian"] += 1
+            self._drop(Drop.MARTIAN, src)
             return
         counters["segments_in"] += 1
         if seg.flags & RST:
@@ -571,8 +627,10 @@ class Host:
             self.counters["drop_rst_listen"] += 1
             self._drop(Drop.RST_AT_LISTENER)
             return
-        if seg.ack is not None:  # <SEQ=SEG.ACK><CTL=RST>
-            self._no_connection(src, key[0], seg, ResetReason.ACK_AT_LISTENER)
+        if seg.ack is not None:
+            if not flags & SYN and self._cookie_ack(lst, key, seg, now):
+                return
+            self._no_connection(src, key[0], seg, ResetReason.ACK_AT_LISTENER)  # <SEQ=SEG.ACK><CTL=RST>
             return
         if not flags & SYN:
             self.counters["drop_listen_no_syn"] += 1
@@ -582,7 +640,15 @@ class Host:
             self.counters["drop_bad_address"] += 1  # MUST-57, MUST-63
             self._drop(Drop.BAD_ADDRESS)
             return
-        if lst.syn_pending >= lst.syn_backlog or lst.pending >= lst.backlog:
+        if lst.pending >= lst.backlog:
+            self.counters["drop_backlog_full"] += 1  # the accept queue is full: no answer at all
+            self._drop(Drop.BACKLOG_FULL)
+            return
+        mode = self.syn_cookies
+        if mode == "always" or (mode == "auto" and lst.syn_pending >= lst.syn_backlog):
+            self._send_cookie(lst, key, src, seg, now)
+            return
+        if lst.syn_pending >= lst.syn_backlog:
             self.counters["drop_backlog_full"] += 1
             self._drop(Drop.BACKLOG_FULL)
             return
@@ -593,6 +659,74 @@ class Host:
         self._parent[key] = lst
         lst.syn_pending += 1
         self._after(conn)
+
+    # -------------------------------------------------------------------------------------
+    # SYN cookies (RFC 4987 §3.6; the encoding is synack.core.cookies')
+    # -------------------------------------------------------------------------------------
+
+    def _send_cookie(self, lst: Listener, key: Key, src: str, seg: Segment, now: float) -> None:
+        """Answer a SYN with a SYN,ACK whose ISN is a cookie, keeping no state: the options the
+        connection needs come back with the ACK (MSS in the cookie, window scale and SACK in the
+        timestamp echo)."""
+        cfg = lst.config
+        mss = seg.option(Mss)
+        ws = seg.option(WindowScale)
+        ts = seg.option(Timestamps)
+        sack = cfg.sack and seg.option(SackPermitted) is not None
+        peer_ws = min(ws.shift, 14) if ws is not None and cfg.window_scaling else None
+        header = 60 if ":" in key[0] else 40
+        our_mss = cfg.mss if cfg.mss is not None else max(self.mtu - header, 64)
+        cookie = make_cookie(self.isn_key, key, seg.seq, now, mss.value if mss is not None else 536)
+        opts: list[Option] = [Mss(min(our_mss, 0xFFFF))]
+        if sack:
+            opts.append(SackPermitted())
+        if ts is not None and cfg.timestamps:
+            tsval = ts_options_encode((int(now * 1000) + self._ts_offset(key)) & _MASK, peer_ws, sack)
+            opts.append(Timestamps(tsval, ts.tsval))
+        if peer_ws is not None:
+            opts += [Nop(), WindowScale(wscale_for(cfg.rcv_buf))]
+        synack = Segment(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & _MASK, SYN | ACK,
+                         min(cfg.rcv_buf, 0xFFFF), tuple(opts))
+        lst.cookies_until = now + 128.0  # a cookie lives two 64-second slots
+        self.counters["syn_cookies_sent"] += 1
+        self.counters["segments_out"] += 1
+        self._stray.append(build_packet(key[0], src, synack))
+
+    def _cookie_ack(self, lst: Listener, key: Key, seg: Segment, now: float) -> bool:
+        """An ACK for no connection at a listener: if it returns a valid cookie, the connection
+        is made from it (ESTABLISHED at once) and True returned; False: not a cookie of ours."""
+        ack = seg.ack
+        if ack is None or seg.flags & RST or self.syn_cookies == "never" or (
+                self.syn_cookies == "auto" and now > lst.cookies_until):
+            return False
+        peer_isn = (seg.seq - 1) & _MASK
+        mss = check_cookie(self.isn_key, key, peer_isn, (ack - 1) & _MASK, now)
+        if mss is None:
+            self.counters["syn_cookies_bad"] += 1
+            return False
+        if lst.pending >= lst.backlog:
+            self.counters["drop_backlog_full"] += 1
+            self._drop(Drop.BACKLOG_FULL)
+            return True
+        ts = seg.option(Timestamps)
+        opts: list[Option] = [Mss(mss)]
+        if ts is not None:
+            ws, sack = ts_options_decode(ts.tsecr)
+            if ws is not None:
+                opts.append(WindowScale(ws))
+            if sack:
+                opts.append(SackPermitted())
+            opts.append(Timestamps(ts.tsval, 0))
+        syn = Segment(seg.src_port, seg.dst_port, peer_isn, None, SYN, seg.window, tuple(opts))
+        conn = self._new_conn(key, lst.config, now, iss=(ack - 1) & _MASK)
+        conn.reuseaddr = lst.reuseaddr
+        conn.accept_cookie(syn, now)
+        self._parent[key] = lst
+        lst.syn_pending += 1
+        conn.handle_segment(seg, now)
+        self._after(conn)
+        self.counters["syn_cookies_ok"] += 1
+        return True
 
     # -------------------------------------------------------------------------------------
     # Bookkeeping after anything touched a connection

@@ -390,6 +390,7 @@ class Drop(enum.Enum):
     RST_AT_LISTENER = "RST at a listener: ignored"
     NO_SYN_AT_LISTENER = "segment without SYN at a listener"
     BAD_ADDRESS = "SYN from/to an invalid address"
+    MARTIAN = "martian source address"
     BACKLOG_FULL = "listen backlog full"
 
     @property

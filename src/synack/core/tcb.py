@@ -91,6 +91,8 @@ class Config:
       default 60 s, Linux's ``tcp_fin_timeout``: a peer that vanished would hold it for ever).
     * ``min_snd_mss``: the smallest send MSS a peer's MSS option may impose (Linux's
       ``tcp_min_snd_mss``, 48): an MSS of 1 would cut a stream into 1-octet segments.
+    * ``synack_retries``: how many times a listener's half-open child resends its SYN,ACK before
+      it gives up (Linux's ``tcp_synack_retries``, 5: about 63 s with a 1 s RTO).
     * ``invalid_ratelimit``: seconds between two ACKs sent in reply to unacceptable segments
       (out of the window, PAWS) on one connection (Linux's ``tcp_invalid_ratelimit``, 0.5 s).
     * ``window_scaling``/``timestamps``/``sack``: offer RFC 7323/2018 options on the SYN.
@@ -125,6 +127,7 @@ class Config:
     sack: bool = True
     challenge_ack_limit: int = 10
     min_snd_mss: int = 48
+    synack_retries: int = 5
     invalid_ratelimit: float = 0.5
     ooo_limit: int | None = None
     congestion: str = "newreno"
@@ -143,6 +146,8 @@ class Config:
             raise ValueError("keepalive idle/interval must be > 0 and count >= 1")
         if not 1 <= self.min_snd_mss <= 65495:
             raise ValueError(f"min_snd_mss {self.min_snd_mss} out of range 1..65495")
+        if self.synack_retries < 0:
+            raise ValueError("synack_retries must not be negative")
         if self.invalid_ratelimit < 0:
             raise ValueError("invalid_ratelimit must not be negative")
         if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout < 0:
