@@ -78,6 +78,7 @@ from synack.core.wire import (
     Timestamps,
     WireError,
     address_text,
+    build_icmp_error,
     build_packet,
     encode_options,
     parse_options,
@@ -207,7 +208,8 @@ class Fault:
     (None: on all): ``action`` is ``drop`` or ``hold`` (an extra delay of ``seconds``).
     ``seen`` counts the matching packets, ``hits`` those acted on."""
 
-    __slots__ = ("_net", "action", "direction", "hits", "predicate", "remaining", "seconds", "seen", "skip")
+    __slots__ = ("_net", "action", "direction", "hits", "icmp", "predicate", "remaining", "seconds", "seen",
+                 "skip")
 
     def __init__(self, net: Network, action: str, predicate: PacketPredicate | None,
                  direction: tuple[str, str] | None, skip: int, remaining: int | None, seconds: float) -> None:
@@ -220,6 +222,7 @@ class Fault:
         self.seconds = seconds
         self.seen = 0
         self.hits = 0
+        self.icmp: tuple[int, int] | None = None  # a reject: the ICMP (type, code) sent back
 
     @property
     def active(self) -> bool:
@@ -255,9 +258,13 @@ class Network:
     every host's ISN secret. ``trace`` (a :class:`~synack.trace.Trace`) receives the records of
     the network and of every host; None (the default) records nothing, for speed."""
 
-    def __init__(self, seed: int = 0, trace: Trace | None = None) -> None:
+    def __init__(self, seed: int = 0, trace: Trace | None = None, *, icmp: bool = False) -> None:
         self.seed = seed
         self.trace = trace
+        #: Answer a packet for a host that is down with ICMP "host unreachable", as the router in
+        #: front of it would (False: it is silently lost, as when nothing answers for the host).
+        self.icmp = icmp
+        self._rejected: tuple[int, int] | None = None
         self.now = 0.0
         self.hosts: dict[str, Host] = {}
         self.links: dict[tuple[str, str], Link] = {}
@@ -371,6 +378,24 @@ class Network:
         if seconds < 0:
             raise ValueError("seconds must not be negative")
         return self._add_fault(Fault(self, "hold", predicate, direction, 0, count, seconds))
+
+    def reject(self, host: str | Host, *, port: int | None = None, code: int | None = None) -> Fault:
+        """A firewall in front of ``host``: TCP packets to it (to ``port`` only, if given) are
+        dropped and answered with ICMP destination unreachable — code 3 (port unreachable, IPv4)
+        or 4 (IPv6) by default, as ``iptables -j REJECT`` does; another ``code`` (e.g. 1 for host
+        unreachable, 13 for administratively prohibited) if given. Cancel the returned fault to
+        open the way again."""
+        name = _name(host)
+        if name not in self._specs:
+            raise ValueError(f"no host named {name!r}")
+        addrs = frozenset(self._specs[name].addresses)
+
+        def aimed(pkt: IPPacket) -> bool:
+            return pkt.dst in addrs and (port is None or pkt.seg.dst_port == port)
+
+        fault = Fault(self, "reject", aimed, None, 0, None, 0.0)
+        fault.icmp = (3, code) if code is not None else (3, -1)
+        return self._add_fault(fault)
 
     def inject(self, src: str | Host, packet: bytes, *, label: str = "(injected)") -> None:
         """Put a hand-made IP packet on the wire from host ``src`` — an old duplicate, a forged
@@ -603,6 +628,9 @@ class Network:
             verdict = self._scripted(src, dst, _wire(pkt))
             if verdict is None:
                 self._drop(src, dst, pid, 0, pkt, "scripted")
+                if self._rejected is not None:
+                    icmp, self._rejected = self._rejected, None
+                    self._icmp_back(src, dst, _wire(pkt), icmp)
                 return
             if verdict:
                 extra = verdict
@@ -660,6 +688,8 @@ class Network:
             return
         if dst in self._down:
             self._drop(link.src, dst, pid, copy, pkt, "host down")
+            if self.icmp:
+                self._icmp_back(link.src, dst, _wire(pkt), (3, 1))
             return
         host = self.hosts[dst]
         now = self.now
@@ -687,6 +717,27 @@ class Network:
                 host.receive(pkt, now)
         self._flush_host(dst, host)
 
+    def _icmp_back(self, towards: str, via: str, about: bytes, icmp: tuple[int, int]) -> None:
+        """An ICMP destination unreachable about ``about`` (sent by ``towards``), sent back over
+        the link from ``via`` as the router or firewall there would: from the address ``about``
+        was sent to, recorded as a packet ``via`` sent, delivered after the link's delay."""
+        link = self.links.get((via, towards))
+        if link is None or about[0] >> 4 not in (4, 6):
+            return
+        v6 = about[0] >> 4 == 6
+        icmp_type, code = (1, icmp[1]) if v6 else icmp
+        if code < 0:
+            code = 4 if v6 else 3  # port unreachable
+        sender = address_text(about[24:40] if v6 else about[16:20])
+        packet = build_icmp_error(sender, about, icmp_type, code)
+        self._pid = pid = self._pid + 1
+        self.counters["icmp"] += 1
+        if self.trace is not None:
+            self.trace.append(PacketRecord(self.now, "send", via, towards, pid, 0, packet))
+        self._seq += 1
+        heapq.heappush(self._events, (self.now + link.delay, self._seq, _DELIVER,
+                                      (link, packet, pid, 0, False)))
+
     def _drop(self, src: str, dst: str, pid: int, copy: int, pkt: Packet, reason: str) -> None:
         self.counters["drop: " + reason] += 1
         if self.trace is not None:
@@ -711,6 +762,9 @@ class Network:
                 if f.remaining <= 0:
                     self._faults.remove(f)
             if f.action == "drop":
+                return None
+            if f.action == "reject":
+                self._rejected = f.icmp
                 return None
             extra += f.seconds
         return extra

@@ -21,6 +21,7 @@ connection calls.
 
 from __future__ import annotations
 
+import errno as errno_codes
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
@@ -47,6 +48,7 @@ from synack.core.records import (
     Timer,
     TimerAction,
     Transition,
+    Unreachable,
 )
 from synack.core.recovery import SackRecovery
 from synack.core.tcb import Config, Tcb, default_mss, wscale_for
@@ -56,6 +58,7 @@ from synack.core.wire import (
     RST,
     SYN,
     URG,
+    IcmpError,
     Mss,
     SackPermitted,
     Segment,
@@ -353,6 +356,60 @@ class Connection(Tcb):
         self.snd_nxt = self.snd_max = (self.iss + 1) & _MASK
         self._t_rexmit = now + self.rtt.rto  # should the ACK not complete it, SYN-RECEIVED times out
         self._rexmit_start = now
+
+    # -----------------------------------------------------------------------------------------
+    # ICMP errors (RFC 9293 §3.9.2.2, MUST-54..56)
+    # -----------------------------------------------------------------------------------------
+
+    def handle_icmp(self, err: IcmpError, now: float) -> bool:
+        """An ICMP or ICMPv6 error quoting one of our segments (MUST-54). It is believed only if
+        the quoted sequence number is one we sent and the peer has not acknowledged
+        (SND.UNA =< SEQ =< SND.NXT, RFC 5927 §4.1, as Linux checks). Source quench is discarded
+        (MUST-55); "fragmentation needed"/"packet too big" lowers the send MSS (RFC 1191/8201).
+        An unreachable destination, time exceeded or a parameter problem fails an opening
+        connection — in SYN-SENT whatever the class (the behaviour RFC 9293 notes, after RFC 5461
+        §4, and Linux's), in SYN-RECEIVED for a hard error — and is otherwise a soft error: the
+        connection goes on (MUST-56) and the error is reported (SHLD-25: ``soft_error``, an event,
+        and the error the connection reports if it later times out). Hard errors in a
+        synchronized state are reported too, not acted on: SHLD-26 asks to abort, RFC 5927 §4
+        explains why stacks do not (a blind reset), and Linux does not. Returns True when the
+        error was acted on or recorded."""
+        self.now = now
+        if not (_le(self.snd_una, err.seq) and _le(err.seq, self.snd_max)):
+            self._drop(Drop.ICMP_OUT_OF_WINDOW)
+            return False
+        v4 = err.version == 4
+        if v4 and err.icmp_type == 4:
+            self._drop(Drop.ICMP_SOURCE_QUENCH)
+            return False
+        if (v4 and (err.icmp_type, err.icmp_code) == (3, 4)) or (not v4 and err.icmp_type == 2):
+            self._path_mtu(err.mtu)
+            return True
+        code, hard = _icmp_errno(err)
+        error = Unreachable(f"{'ICMP' if v4 else 'ICMPv6'} type {err.icmp_type} code {err.icmp_code} "
+                            f"from {err.sender}", code, err.icmp_type, err.icmp_code, err.version)
+        st = self.state
+        if st is State.SYN_SENT or (st is State.SYN_RECEIVED and hard):
+            self._teardown(error, Cause.ICMP_UNREACHABLE, report=Event.UNREACHABLE)
+        else:
+            self.soft_error = error
+            self._event(Event.SOFT_ERROR)
+        return True
+
+    def _path_mtu(self, mtu: int) -> None:
+        """RFC 1191 §6.3 / RFC 8201 §5: the path cannot carry our segments; send smaller ones.
+        An MTU below the protocol's minimum (68, 1280) is not believed; what is outstanding is sent
+        again at the new size (Linux's ``tcp_simple_retransmit``)."""
+        header = 60 if self.ipv6 else 40
+        if mtu < (1280 if self.ipv6 else 68) or mtu - header >= self._mtu_mss:
+            return
+        self._mtu_mss = mtu - header
+        mss = max(min(self.snd_mss, self._mtu_mss - (12 if self.ts_ok else 0)), self.config.min_snd_mss)
+        if mss < self.snd_mss:
+            self.snd_mss = self.cc.mss = mss
+            if self.snd_nxt != self.snd_una:
+                self.snd_nxt = self.snd_una
+                self._rtt_seq = None  # Karn: what is sent again is not timed
 
     def status(self) -> dict[str, Any]:
         """STATUS (§3.10.6): the state and the TCB (same as :meth:`snapshot`)."""
@@ -1074,7 +1131,7 @@ class Connection(Tcb):
             limit = cfg.user_timeout
         if now - start >= limit:
             self._timer(Timer.RETRANSMIT, TimerAction.GIVE_UP)
-            self._teardown(ConnectionTimedOut("connection timed out"), Cause.TIMEOUT_R2,
+            self._teardown(self.soft_error or ConnectionTimedOut("connection timed out"), Cause.TIMEOUT_R2,
                            report=Event.TIMED_OUT)
             return
         if st is State.SYN_RECEIVED and self.passive and self._rexmits >= cfg.synack_retries:
@@ -1082,7 +1139,7 @@ class Connection(Tcb):
             # (Linux tcp_synack_retries: 5, about 63 s), not for R2 = 3 minutes: under a SYN
             # flood each spoofed SYN would hold a queue slot that long (RFC 4987 §3.2, §3.6).
             self._timer(Timer.RETRANSMIT, TimerAction.GIVE_UP)
-            self._teardown(ConnectionTimedOut("connection timed out"), Cause.TIMEOUT_R2,
+            self._teardown(self.soft_error or ConnectionTimedOut("connection timed out"), Cause.TIMEOUT_R2,
                            report=Event.TIMED_OUT)
             return
         self._rexmits += 1
@@ -1180,3 +1237,34 @@ def _timestamps(seg: Segment) -> Timestamps | None:
         if isinstance(opt, Timestamps):
             return opt
     return None
+
+
+# Linux's icmp_err_convert (IPv4) and icmpv6_err_convert: (type, code) -> (errno, hard). Hard per
+# RFC 9293 §3.9.2.2: ICMP destination unreachable codes 2-4 (and the administrative ones Linux
+# also treats as fatal); ICMPv6 unreachable codes other than 0 and 3.
+_ICMP4_UNREACH: Final = {
+    0: (errno_codes.ENETUNREACH, False), 1: (errno_codes.EHOSTUNREACH, False),
+    2: (errno_codes.ENOPROTOOPT, True), 3: (errno_codes.ECONNREFUSED, True),
+    5: (errno_codes.EOPNOTSUPP, False), 6: (errno_codes.ENETUNREACH, True),
+    7: (errno_codes.EHOSTDOWN, True), 8: (errno_codes.ENONET, True), 9: (errno_codes.ENETUNREACH, True),
+    10: (errno_codes.EHOSTUNREACH, True), 11: (errno_codes.ENETUNREACH, True),
+    12: (errno_codes.EHOSTUNREACH, True), 13: (errno_codes.EHOSTUNREACH, True),
+    14: (errno_codes.EHOSTUNREACH, True), 15: (errno_codes.EHOSTUNREACH, True),
+}
+_ICMP6_UNREACH: Final = {
+    0: (errno_codes.ENETUNREACH, False), 1: (errno_codes.EACCES, True), 2: (errno_codes.EHOSTUNREACH, True),
+    3: (errno_codes.EHOSTUNREACH, False), 4: (errno_codes.ECONNREFUSED, True), 5: (errno_codes.EACCES, True),
+    6: (errno_codes.EACCES, True),
+}
+
+
+def _icmp_errno(err: IcmpError) -> tuple[int, bool]:
+    """(errno as Linux reports it, hard error?) for an unreachable, time-exceeded or
+    parameter-problem message."""
+    if err.version == 4:
+        if err.icmp_type == 3:
+            return _ICMP4_UNREACH.get(err.icmp_code, (errno_codes.EHOSTUNREACH, True))
+        return (errno_codes.EHOSTUNREACH, False) if err.icmp_type == 11 else (errno_codes.EPROTO, False)
+    if err.icmp_type == 1:
+        return _ICMP6_UNREACH.get(err.icmp_code, (errno_codes.EHOSTUNREACH, True))
+    return (errno_codes.EHOSTUNREACH, False) if err.icmp_type == 3 else (errno_codes.EPROTO, False)

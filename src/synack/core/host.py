@@ -49,6 +49,8 @@ from synack.core.wire import (
     WindowScale,
     WireError,
     build_packet,
+    is_icmp,
+    parse_icmp_error,
     parse_packet,
     seq_gt,
 )
@@ -516,11 +518,37 @@ class Host:
             else:
                 pkt = parse_packet(packet)
         except WireError as exc:
+            if is_icmp(packet):
+                self._icmp(packet, now, checksum_verified)
+                return
             reason = Drop.BAD_CHECKSUM if exc.checksum else Drop.MALFORMED
             counters[reason.value] += 1
             self._drop(reason, str(exc))
             return
         self._arrive(pkt.src, pkt.dst, pkt.seg, now)
+
+    def _icmp(self, packet: bytes | memoryview, now: float, checksum_verified: bool) -> None:
+        """An ICMP or ICMPv6 packet: an error quoting a segment of one of our connections goes to
+        that connection (MUST-54, "the necessary demultiplexing information can be found in the
+        IP header contained within the ICMP message"); anything else is counted and dropped."""
+        counters = self.counters
+        try:
+            err = parse_icmp_error(packet, verify=not checksum_verified)
+        except WireError as exc:
+            counters["icmp_ignored"] += 1
+            self._drop(Drop.ICMP_IGNORED, str(exc))
+            return
+        counters["icmp_in"] += 1
+        conn = self.conns.get((err.src, err.sport, err.dst, err.dport))
+        if conn is None or err.src not in self._addrset:
+            counters["icmp_no_connection"] += 1
+            self._drop(Drop.ICMP_IGNORED, f"no connection {err.src}:{err.sport} -> {err.dst}:{err.dport}")
+            return
+        if conn.handle_icmp(err, now):
+            counters["icmp_acted"] += 1
+        else:
+            counters["icmp_dropped"] += 1
+        self._after(conn)
 
     def receive_segment(self, src: str, dst: str, seg: Segment, now: float) -> None:
         """One segment from ``src`` to ``dst`` whose packet was never turned into bytes (the

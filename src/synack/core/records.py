@@ -58,6 +58,7 @@ __all__ = [
     "TimerAction",
     "TimerRecord",
     "Transition",
+    "Unreachable",
     "UserCallRecord",
     "diagram_arrows",
 ]
@@ -126,6 +127,7 @@ class Cause(enum.Enum):
     TIMEOUT_PERSIST = "persist timeout (R2)"
     TIMEOUT_KEEPALIVE = "keep-alive timeout"
     TIMEOUT_FIN_WAIT_2 = "FIN-WAIT-2 timeout"
+    ICMP_UNREACHABLE = "ICMP: destination unreachable"
     TIME_WAIT_REUSED = "TIME-WAIT 4-tuple reused (SO_REUSEADDR)"
     TIME_WAIT_REOPENED = "new SYN above RCV.NXT (MAY-2)"
 
@@ -149,6 +151,7 @@ _SHORT: Final = {
     Cause.TIMEOUT_PERSIST: "timeout",
     Cause.TIMEOUT_KEEPALIVE: "timeout",
     Cause.TIMEOUT_FIN_WAIT_2: "timeout",
+    Cause.ICMP_UNREACHABLE: "ICMP",
     Cause.TIME_WAIT_REUSED: "reuse",
     Cause.TIME_WAIT_REOPENED: "reuse",
 }
@@ -221,6 +224,8 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *_resets(C.TIMEOUT_PERSIST, S.ESTABLISHED, S.FIN_WAIT_1, S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK),
     *_resets(C.TIMEOUT_KEEPALIVE, S.ESTABLISHED, S.FIN_WAIT_2, S.CLOSE_WAIT),
     *_resets(C.TIMEOUT_FIN_WAIT_2, S.FIN_WAIT_2),
+    # ICMP (§3.9.2.2): an unreachable destination ends an opening connection (RFC 5461 §4)
+    *_resets(C.ICMP_UNREACHABLE, S.SYN_SENT, S.SYN_RECEIVED),
     *_resets(C.TIME_WAIT_REUSED, S.TIME_WAIT),
     *_resets(C.TIME_WAIT_REOPENED, S.TIME_WAIT),
 )
@@ -267,6 +272,8 @@ class Event(enum.Enum):
     CLOSED = "closed"
     DELIVERY_PROBLEM = "delivery-problem"  # R1 reached (SHLD-9)
     URGENT = "urgent"
+    UNREACHABLE = "unreachable"  # an ICMP error ended the connection
+    SOFT_ERROR = "soft-error"  # an ICMP error was reported and the connection goes on (SHLD-25)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +320,18 @@ class ConnectionRefused(RemoteError):
 
 class ConnectionTimedOut(RemoteError):
     """Retransmissions reached R2, the user timeout expired, or keep-alive probes went unanswered."""
+
+
+class Unreachable(RemoteError):
+    """An ICMP or ICMPv6 error about the connection's segments (RFC 9293 §3.9.2.2). ``errno`` is
+    the error number Linux reports for that ICMP type and code (``icmp_err_convert``)."""
+
+    def __init__(self, message: str, errno: int, icmp_type: int, icmp_code: int, version: int) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.icmp_type = icmp_type
+        self.icmp_code = icmp_code
+        self.version = version
 
 
 class ConnectionAborted(RemoteError):
@@ -391,6 +410,9 @@ class Drop(enum.Enum):
     NO_SYN_AT_LISTENER = "segment without SYN at a listener"
     BAD_ADDRESS = "SYN from/to an invalid address"
     MARTIAN = "martian source address"
+    ICMP_OUT_OF_WINDOW = "ICMP error about a sequence number we did not send (RFC 5927)"
+    ICMP_SOURCE_QUENCH = "ICMP source quench (MUST-55)"
+    ICMP_IGNORED = "ICMP message ignored"
     BACKLOG_FULL = "listen backlog full"
 
     @property

@@ -30,6 +30,7 @@ from synack.core.records import (
     TcpError,
     Timer,
     TimerAction,
+    Unreachable,
 )
 from synack.core.recovery import LossRecovery, NewRenoRecovery, SackRecovery
 from synack.core.timers import RttEstimator
@@ -254,6 +255,7 @@ class Tcb:
         "snd_wl2",
         "snd_wnd",
         "snd_wscale",
+        "soft_error",
         "state",
         "stats",
         "tos",
@@ -288,6 +290,7 @@ class Tcb:
         self.now = 0.0
         self.reuseaddr = False
         self.error: TcpError | None = None
+        self.soft_error: Unreachable | None = None  # an ICMP soft error, until read (SHLD-25)
         self.events: list[Event] = []
         self.ttl = 64  # MUST-49
         self.tos = 0  # MUST-48
@@ -427,6 +430,7 @@ class Tcb:
             "segments_in": self.stats[0], "segments_out": self.stats[1], "retransmissions": self.stats[2],
             "replies_rate_limited": self.stats[3],
             "error": None if self.error is None else type(self.error).__name__,
+            "soft_error": None if self.soft_error is None else str(self.soft_error),
         }
 
     # -----------------------------------------------------------------------------------------
@@ -711,9 +715,11 @@ class Tcb:
                 if (n < self.max_snd_wnd // 2 or self.max_snd_wnd == 0) and not _lt(snd_nxt, self.snd_max):
                     return None
             elif n < mss and not self.config.nodelay and not self._fin_queued \
-                    and self.snd_max != self.snd_una and _lt(self.snd_una, snd_nxt):
-                # Nagle (SHLD-7): a short segment waits while data is unacknowledged — unless
-                # CLOSE was called: no later SEND can join it, so waiting would only delay the FIN.
+                    and _lt(self.snd_una, snd_nxt) and snd_nxt == self.snd_max:
+                # Nagle (SHLD-7): a short segment of new data waits while data is unacknowledged
+                # — unless CLOSE was called: no later SEND can join it, so waiting would only
+                # delay the FIN. Data sent once already (SND.NXT below snd_max after a rewind) is
+                # a retransmission and goes at once, however short the MSS makes its tail.
                 return None
             elif self.tso_max > mss and snd_nxt == self.snd_max:
                 tso = self._tso_segment(snd_nxt, unsent, usable, now)

@@ -40,6 +40,7 @@ __all__ = [
     "Eol",
     "FlagStyle",
     "IPPacket",
+    "IcmpError",
     "Mss",
     "Nop",
     "Option",
@@ -53,6 +54,7 @@ __all__ = [
     "WindowScale",
     "WireError",
     "address_text",
+    "build_icmp_error",
     "build_ip_packet",
     "build_packet",
     "build_segment",
@@ -64,7 +66,9 @@ __all__ = [
     "format_segment",
     "format_tcpdump",
     "internet_checksum",
+    "is_icmp",
     "pack_address",
+    "parse_icmp_error",
     "parse_options",
     "parse_packet",
     "parse_segment",
@@ -803,6 +807,130 @@ def parse_packet(data: bytes | memoryview, *, verify: bool = True) -> IPPacket:
         return IPPacket(6, src, dst, seg, hlim, (vtf >> 20) & 0xFF, 0, 0, vtf & 0xFFFFF, b"",
                         bytes(data[40:off]), first, None, off)
     raise WireError(f"IP version {version} is neither 4 nor 6", 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# ICMP errors about our segments (RFC 792, RFC 4443; RFC 9293 §3.9.2.2)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpError:
+    """An ICMP or ICMPv6 error that quotes a TCP segment: sent by ``sender`` about the segment
+    from ``src``:``sport`` to ``dst``:``dport`` with sequence number ``seq`` (from the quoted
+    header). ``icmp_type``/``icmp_code`` as on the wire; ``mtu`` for "fragmentation needed" and
+    "packet too big" (0 otherwise); ``version`` 4 or 6."""
+
+    version: int
+    sender: str
+    icmp_type: int
+    icmp_code: int
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    seq: int
+    mtu: int = 0
+
+
+# Error types: unreachable, source quench, time exceeded, parameter problem (ICMP); unreachable,
+# packet too big, time exceeded, parameter problem (ICMPv6).
+_ICMP4_ERRORS: Final = frozenset((3, 4, 11, 12))
+_ICMP6_ERRORS: Final = frozenset((1, 2, 3, 4))
+
+
+def is_icmp(data: bytes | memoryview) -> bool:
+    """Whether an IP packet carries ICMP (IPv4 protocol 1) or ICMPv6 (next header 58)."""
+    if len(data) < 20:
+        return False
+    version = data[0] >> 4
+    return (version == 4 and data[9] == 1) or (version == 6 and len(data) >= 40 and data[6] == 58)
+
+
+def parse_icmp_error(data: bytes | memoryview, *, verify: bool = True) -> IcmpError:
+    """Parse an ICMP (RFC 792) or ICMPv6 (RFC 4443) error message that quotes a TCP segment —
+    the IP header of the segment and at least its first 8 octets (ports and sequence number),
+    which is all an error must carry. With ``verify`` the IPv4 header checksum and the ICMP
+    checksum are checked. Anything else (not an error type, not quoting TCP, truncated) raises
+    :class:`WireError`."""
+    n = len(data)
+    version = data[0] >> 4 if n else 0
+    if version == 4 and n >= 20:
+        ihl = (data[0] & 0x0F) * 4
+        total = _H.unpack_from(data, 2)[0]
+        if ihl < 20 or total > n or total < ihl + 8:
+            raise WireError("ICMP packet truncated", 0)
+        if verify and (int.from_bytes(data[:ihl], "big") % 0xFFFF or _be(bytes(data[ihl:total])) % 0xFFFF):
+            raise WireError("bad IPv4 or ICMP checksum", ihl + 2, checksum=True)
+        sender, body, end = address_text(bytes(data[12:16])), ihl, total
+        errors = _ICMP4_ERRORS
+    elif version == 6 and n >= 48:
+        end = 40 + _H.unpack_from(data, 4)[0]
+        if end > n or data[6] != 58:
+            raise WireError("ICMPv6 packet truncated or not ICMPv6", 4)
+        if verify:
+            pseudo = bytes(data[8:40]) + _I.pack(end - 40) + b"\0\0\0\x3a"
+            if (_be(pseudo) + _be(bytes(data[40:end]))) % 0xFFFF:
+                raise WireError("bad ICMPv6 checksum", 42, checksum=True)
+        sender, body = address_text(bytes(data[8:24])), 40
+        errors = _ICMP6_ERRORS
+    else:
+        raise WireError("not an ICMP packet", 0)
+    icmp_type, icmp_code = data[body], data[body + 1]
+    if icmp_type not in errors:
+        raise WireError(f"ICMP type {icmp_type} is not an error message", body)
+    mtu = 0
+    if version == 4 and icmp_type == 3 and icmp_code == 4:
+        mtu = _H.unpack_from(data, body + 6)[0]
+    elif version == 6 and icmp_type == 2:
+        mtu = _I.unpack_from(data, body + 4)[0]
+    return _quoted_tcp(data, version, sender, icmp_type, icmp_code, body + 8, end, mtu)
+
+
+def build_icmp_error(sender: str, packet: bytes, icmp_type: int, icmp_code: int, *, mtu: int = 0,
+                     ttl: int = 64) -> bytes:
+    """The ICMP (RFC 792) or ICMPv6 (RFC 4443) error that ``sender`` (a router, a firewall, the
+    destination) sends back about ``packet``: addressed to the packet's source, quoting its IP
+    header and as much of the rest as fits in 576 (IPv4) or 1280 (IPv6) octets. ``mtu`` fills
+    the next-hop MTU of "fragmentation needed" and the MTU of "packet too big"."""
+    if packet[0] >> 4 == 6:
+        quoted = packet[:1280 - 48]
+        rest = _I.pack(mtu) if icmp_type == 2 else bytes(4)
+        body = bytes((icmp_type, icmp_code, 0, 0)) + rest + quoted
+        s, d = pack_address(sender), packet[8:24]
+        pseudo = s + d + _I.pack(len(body)) + b"\0\0\0\x3a"
+        csum = _fold(_be(pseudo) + _be(body))
+        body = body[:2] + _H.pack(csum) + body[4:]
+        return _IP6.pack(6 << 28, len(body), 58, ttl, s, d) + body
+    quoted = packet[:576 - 28]
+    rest = bytes(2) + _H.pack(mtu) if icmp_type == 3 and icmp_code == 4 else bytes(4)
+    body = bytes((icmp_type, icmp_code, 0, 0)) + rest + quoted
+    body = body[:2] + _H.pack(_fold(_be(body))) + body[4:]
+    hdr = _IP4.pack(0x45, 0xC0, 20 + len(body), 0, 0, ttl, 1, 0, pack_address(sender), packet[12:16])
+    return hdr[:10] + _H.pack(_fold(int.from_bytes(hdr, "big"))) + hdr[12:] + body
+
+
+def _quoted_tcp(data: bytes | memoryview, version: int, sender: str, icmp_type: int, icmp_code: int,
+                off: int, end: int, mtu: int) -> IcmpError:
+    """The TCP segment an ICMP error quotes, from its IP header at ``off``."""
+    if version == 4:
+        if end - off < 28 or data[off] >> 4 != 4:
+            raise WireError("ICMP error quotes no IPv4 header and 8 octets", off)
+        ihl = (data[off] & 0x0F) * 4
+        proto, src, dst = data[off + 9], bytes(data[off + 12:off + 16]), bytes(data[off + 16:off + 20])
+    else:
+        if end - off < 48 or data[off] >> 4 != 6:
+            raise WireError("ICMPv6 error quotes no IPv6 header and 8 octets", off)
+        proto, ihl = data[off + 6], 40
+        src, dst = bytes(data[off + 8:off + 24]), bytes(data[off + 24:off + 40])
+        while proto in _IPV6_SKIPPABLE and off + ihl + 8 <= end:
+            proto, ihl = data[off + ihl], ihl + (data[off + ihl + 1] + 1) * 8
+    t = off + ihl
+    if proto != 6 or t + 8 > end:
+        raise WireError("ICMP error does not quote a TCP segment", off)
+    sport, dport, seq = struct.unpack_from("!HHI", data, t)
+    return IcmpError(version, sender, icmp_type, icmp_code, address_text(src), address_text(dst),
+                     sport, dport, seq, mtu)
 
 
 # ---------------------------------------------------------------------------------------------
