@@ -216,3 +216,38 @@ def test_rfc3042_respects_the_receivers_window() -> None:
     feed(c, seg(R(1), L(1), window=3 * MSS), at=1.1)  # a window update: not a duplicate
     feed(c, seg(R(1), L(1), window=3 * MSS), at=1.11)  # duplicate, but the window is full
     expect_nothing(c, at=1.11)
+
+
+# =============================================================================================
+# RFC 5681 §4.1: "TCP SHOULD set cwnd to no more than RW before beginning transmission if the
+# TCP has not sent data in an interval exceeding the retransmission timeout" (RW = min(IW, cwnd)).
+# =============================================================================================
+
+
+def _grown(c: Connection, rounds: int, t: float) -> float:
+    """Send a window and acknowledge it ``rounds`` times (slow start); returns the time."""
+    una = L(1)
+    for _ in range(rounds):
+        c.send(DATA[:c.cc.cwnd], t)
+        sent = pull(c, t)
+        una = (una + sum(len(s.payload) for s in sent)) & 0xFFFFFFFF
+        t += 0.1
+        feed(c, seg(R(1), una), at=t)
+        pull(c, t)
+    return t
+
+
+def test_rfc5681_after_an_idle_period_longer_than_the_rto_cwnd_restarts_at_the_initial_window() -> None:
+    c = conn_established()
+    t = _grown(c, 3, 1.0)
+    assert c.cc.cwnd > 3 * MSS
+    c.send(DATA[:10 * MSS], t + 5.0)  # 5 s of silence, RTO 1 s
+    assert len(pull(c, t + 5.0)) == 3  # IW for SMSS 1460
+
+
+def test_rfc5681_no_restart_when_the_pause_is_shorter_than_the_rto() -> None:
+    c = conn_established()
+    t = _grown(c, 3, 1.0)
+    cwnd = c.cc.cwnd
+    c.send(DATA[:10 * MSS], t + 0.5)
+    assert len(pull(c, t + 0.5)) == min(10, cwnd // MSS)

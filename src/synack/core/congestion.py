@@ -111,6 +111,10 @@ class CongestionController:
     def on_timeout(self, flight: int, *, now: float, rtt: float | None) -> None:
         """The retransmission timer fired with ``flight`` octets outstanding."""
 
+    def on_idle(self, idle: float, *, now: float, rtt: float | None) -> None:
+        """Data is about to leave after ``idle`` seconds without sending, more than the RTO
+        (RFC 5681 §4.1, "restarting idle connections")."""
+
 
 class NewReno(CongestionController):
     """RFC 5681 slow start and congestion avoidance; on a loss, half the flight (RFC 5681
@@ -137,6 +141,11 @@ class NewReno(CongestionController):
         # recovery (recovery.NewRenoRecovery) inflates it from there.
         self.ssthresh = self.cwnd = max(flight // 2, 2 * self.mss)
         self._acked_ca = 0
+
+    def on_idle(self, idle: float, *, now: float, rtt: float | None) -> None:
+        # RFC 5681 §4.1: "TCP SHOULD set cwnd to no more than RW before beginning transmission",
+        # RW = min(IW, cwnd).
+        self.cwnd = min(self.cwnd, initial_window(self.mss))
 
     def on_timeout(self, flight: int, *, now: float, rtt: float | None) -> None:
         self.ssthresh = max(flight // 2, 2 * self.mss)  # equation (4)

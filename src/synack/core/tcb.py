@@ -197,6 +197,7 @@ class Tcb:
         "_fin_queued",
         "_ka_probes",
         "_last_rcv",
+        "_last_send",
         "_mtu_mss",
         "_ooo",
         "_ooo_fin",
@@ -339,6 +340,7 @@ class Tcb:
         self._persist_backoff = self._rexmits = self._ka_probes = self._chal_count = 0
         self._r1_reported = False
         self._rtt_time = self._last_rcv = 0.0
+        self._last_send = -1.0  # when data (or the SYN) last left, for RFC 5681 §4.1
         self._chal_start = -1.0
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.cc: CongestionController = make_controller(cfg.congestion, self.snd_mss)
@@ -696,6 +698,11 @@ class Tcb:
         fin_pending = fin_seq is not None and _le(snd_nxt, fin_seq)
         if unsent <= 0 and not fin_pending:
             return None
+        if snd_nxt == self.snd_una and unsent > 0 and 0 <= self._last_send < now - self.rtt.rto:
+            # RFC 5681 §4.1: nothing was sent for longer than the RTO; the ACK clock is gone, so
+            # the window restarts at no more than RW = min(IW, cwnd) instead of a full burst.
+            self.cc.on_idle(now - self._last_send, now=now, rtt=self.rtt.srtt)
+            self._last_send = now
         cwnd = self.cc.cwnd
         if self.recovery.dupacks:
             cwnd += self.recovery.limited_transmit(self)  # RFC 3042
@@ -791,6 +798,7 @@ class Tcb:
             self.snd_nxt = end
         if _lt(self.snd_max, end):
             self.snd_max = end
+        self._last_send = now
         if self._t_rexmit is None:
             self._t_rexmit = now + self.rtt.rto
             if self._rexmit_start is None:
