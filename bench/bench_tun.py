@@ -12,7 +12,14 @@ Everything happens inside network namespaces this script creates and deletes (ne
 Each figure is the median of ``--runs`` transfers of ``--mb`` MB (10^6 bytes), timed from the
 first byte sent to the last byte acknowledged (send) or received (recv).
 
+``--threads N [N ...]`` measures instead what sharing one stack between threads costs: N threads
+each echo ``--mb``/N MB through their own connection to a kernel echo server (a child process),
+in 16 KB round trips, with the stack's two ways of running — the waiting threads drive it
+(default), or a stack thread of its own drives it (``TunStack(background=True)``); MB/s is
+echoed bytes (one way) per second of wall time.
+
     sudo .venv/bin/python bench/bench_tun.py [--mb 50] [--runs 3] [--mtu 1500 65000] [--profile]
+    sudo .venv/bin/python bench/bench_tun.py --threads 1 8 50 [--mb 50] [--runs 3]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -72,10 +80,29 @@ def peer_main(ns: str, mode: str, addr: str, nbytes: int) -> None:
     conn.close()
 
 
+def echo_main(ns: str, addr: str) -> None:
+    """Listen on addr:PORT inside ``ns`` and echo every connection (a thread each) until killed."""
+    with in_netns(ns):
+        srv = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((addr, PORT))
+    srv.listen(256)
+    print("ready", flush=True)
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(1 << 16):
+                conn.sendall(data)
+
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+
 @contextlib.contextmanager
 def peer(ns: str, mode: str, addr: str, nbytes: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, __file__, "--peer", ns, mode, addr, str(nbytes)],
-                            stdout=subprocess.PIPE, text=True)
+    argv = ["--echo", ns, addr] if mode == "echo" else ["--peer", ns, mode, addr, str(nbytes)]
+    proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -83,6 +110,8 @@ def peer(ns: str, mode: str, addr: str, nbytes: int) -> Iterator[subprocess.Pope
             raise RuntimeError(f"the kernel peer did not start: {line!r}")
         yield proc
     finally:
+        if mode == "echo":
+            proc.kill()  # it serves until killed
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -153,6 +182,75 @@ def bench_tun(mtu: int, nbytes: int, runs: int, profile: bool, offload: bool) ->
 
 
 # ---------------------------------------------------------------------------------------------
+# Threads sharing one stack
+# ---------------------------------------------------------------------------------------------
+
+ECHO_CHUNK = 16 * 1024
+
+
+def echo_client(stack: TunStack, nbytes: int, errors: list[BaseException]) -> None:
+    """One thread: echo ``nbytes`` through a connection of its own, ECHO_CHUNK at a time."""
+    try:
+        with sockets.create_connection(stack, ("10.77.0.1", PORT), timeout=60) as s:
+            chunk = BLOCK[:ECHO_CHUNK]
+            buf = bytearray(ECHO_CHUNK)
+            for _ in range(nbytes // ECHO_CHUNK):
+                s.sendall(chunk)
+                got = 0
+                while got < ECHO_CHUNK:
+                    n = s.recv_into(memoryview(buf)[got:])
+                    if not n:
+                        raise RuntimeError("the echo ended early")
+                    got += n
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def bench_threads(nthreads: int, nbytes: int, runs: int, background: bool) -> list[tuple[float, float]]:
+    """(MB/s, MB per CPU second of this process) echoed by ``nthreads`` threads on one stack,
+    per run."""
+    ns = f"synack-bench-{os.getpid()}"
+    create_netns(ns)
+    rates = []
+    try:
+        with TunStack(netns=ns, background=background) as stack, peer(ns, "echo", "10.77.0.1", 0):
+            per = max(nbytes // nthreads // ECHO_CHUNK, 1) * ECHO_CHUNK
+            for _ in range(runs):
+                errors: list[BaseException] = []
+                threads = [threading.Thread(target=echo_client, args=(stack, per, errors))
+                           for _ in range(nthreads)]
+                t0, cpu0 = time.monotonic(), time.process_time()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(300)
+                dt, cpu = time.monotonic() - t0, time.process_time() - cpu0
+                if errors or any(t.is_alive() for t in threads):
+                    raise RuntimeError(f"{len(errors)} thread(s) failed: {errors[:3]}")
+                rates.append((per * nthreads / dt / 1e6, per * nthreads / cpu / 1e6))
+                stack.run_for(0.05)
+    finally:
+        remove_netns(ns)
+    return rates
+
+
+def main_threads(counts: list[int], nbytes: int, runs: int) -> None:
+    print(f"\n{nbytes / 1e6:g} MB echoed per run over all threads, {ECHO_CHUNK // 1024} KB round trips, "
+          f"median of {runs} runs (MB/s = 10^6 bytes/s, one way; per CPU s: this process's CPU time)")
+    print("| threads | waiting threads drive: MB/s (runs) | MB per CPU s | stack thread drives: MB/s (runs) "
+          "| MB per CPU s |")
+    print("|---:|---|---:|---|---:|")
+    for n in counts:
+        cells = []
+        for background in (False, True):
+            rates = bench_threads(n, nbytes, runs, background)
+            wall = [r for r, _ in rates]
+            cells.append(f"{statistics.median(wall):.1f} ({', '.join(f'{r:.1f}' for r in wall)}) | "
+                         f"{statistics.median(c for _, c in rates):.1f}")
+        print(f"| {n} | {cells[0]} | {cells[1]} |", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # kernel ↔ kernel over veth
 # ---------------------------------------------------------------------------------------------
 
@@ -215,8 +313,13 @@ def main() -> None:
     ap.add_argument("--no-veth", action="store_true", help="skip the kernel<->kernel reference")
     ap.add_argument("--offload", choices=["off", "on", "both"], default="both",
                     help="TUN segmentation offloads (TSO/GSO through IFF_VNET_HDR)")
+    ap.add_argument("--threads", type=int, nargs="+", metavar="N",
+                    help="measure N threads echoing on one stack instead (both ways of driving it)")
     args = ap.parse_args()
     nbytes = int(args.mb * 1e6)
+    if args.threads:
+        main_threads(args.threads, nbytes, args.runs)
+        return
     rows = []
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.offload]
     for mtu in args.mtu:
@@ -238,5 +341,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--peer":
         peer_main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif len(sys.argv) >= 2 and sys.argv[1] == "--echo":
+        echo_main(sys.argv[2], sys.argv[3])
     else:
         main()

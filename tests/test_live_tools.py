@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import hashlib
 import itertools
 import os
+import re
 import select
 import shutil
 import signal
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -128,6 +130,12 @@ class Namespace:
             time.sleep(0.05)
         raise AssertionError(f"nothing listens on port {port} in {self.name}")
 
+    def pids(self) -> list[int]:
+        """Every process inside the namespace: what the test started, and what those left
+        behind (a synack finishing its connections in a detached child)."""
+        out = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True, timeout=WAIT)
+        return [int(p) for p in out.stdout.split()]
+
     def cleanup(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -138,6 +146,9 @@ class Namespace:
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
+        for pid in self.pids():  # the private namespace holds only what this test started
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -228,12 +239,13 @@ def test_synack_serve_ctrl_c_closes_open_connections_gracefully(ns: Namespace, t
         client.connect((S4, 7007))
         client.sendall(b"echo me\n")
         assert client.recv(100) == b"echo me\n"
-        assert interrupt(server) == 0  # Ctrl-C: our FIN, acknowledged, before the exit
-        assert client.recv(100) == b""  # end of stream, not a reset
-        out.wait_for("ESTABLISHED -> FIN-WAIT-1")
-        out.wait_for("FIN-WAIT-1 -> FIN-WAIT-2")
+        server.send_signal(signal.SIGINT)  # Ctrl-C: our FIN ...
+        assert client.recv(100) == b""  # ... end of stream, not a reset
     finally:
         client.close()
+    assert server.wait(WAIT) == 0  # our TIME-WAIT goes on in a detached child (the namespace's)
+    out.wait_for("ESTABLISHED -> FIN-WAIT-1")
+    out.wait_for("FIN-WAIT-1 -> FIN-WAIT-2")
     segs = [parse_packet(r.data).seg for r in read_pcap(str(pcap)) if r.data[0] >> 4 == 4]
     assert segs[0].flags & SYN and segs[1].flags & SYN  # the handshake ...
     assert any(s.payload == b"echo me\n" and s.src_port == 7007 for s in segs)  # ... the echo ...
@@ -652,3 +664,319 @@ def test_kernel_time_wait_when_the_kernel_closes_first(ns: Namespace, stack: Tun
         third.close()
     finally:
         srv.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The TCP part outlives the application (issue 10)
+# ---------------------------------------------------------------------------------------------
+
+_PR_SET_CHILD_SUBREAPER = 36
+_ETH_P_ALL = 0x0003
+_PACKET_OUTGOING = 4
+
+
+class Reaper:
+    """The test process adopts the orphans of what it starts (``PR_SET_CHILD_SUBREAPER``): a
+    synack that detaches its TCP part leaves a child, whose exit status we can then read."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._set(1)
+        self.adopted: list[int] = []
+
+    def _set(self, on: int) -> None:
+        assert self._libc.prctl(_PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) == 0
+
+    def adopt(self, pid: int) -> None:
+        self.adopted.append(pid)
+
+    def wait(self, pid: int, timeout: float) -> int | None:
+        """The exit status of an adopted process, or None if it still runs after ``timeout``."""
+        end = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                self.adopted.remove(pid)
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        for pid in self.adopted:  # only the processes this test made us the parent of
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._set(0)
+
+
+@pytest.fixture
+def reaper(ns: Namespace) -> Iterator[Reaper]:
+    r = Reaper()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def detached_pid(line: str) -> int:
+    """The process a synack tool left to finish its connections, from the line it printed."""
+    found = re.search(r"keeps running in process (\d+)", line)
+    assert found, line
+    return int(found.group(1))
+
+
+class Sniffer:
+    """Every IPv4 TCP packet crossing a device of the namespace (an AF_PACKET socket, read in a
+    thread): ``(time, outgoing, segment)`` — outgoing = the kernel's, into the device."""
+
+    def __init__(self, ns: str, ifname: str) -> None:
+        from synack.core.wire import Segment
+
+        self.packets: list[tuple[float, bool, Segment]] = []
+        self._cond = threading.Condition()
+        self._sock = netns_socket(ns, kernel_socket_mod.AF_PACKET, kernel_socket_mod.SOCK_RAW,
+                                  kernel_socket_mod.htons(_ETH_P_ALL))
+        self._sock.bind((ifname, 0))
+        self._sock.settimeout(0.1)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from synack.core.wire import WireError, parse_packet
+
+        while not self._stop:
+            try:
+                data, addr = self._sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN:
+                    continue  # the link went down (it listens again once it is up)
+                return  # the device went away
+            if not data or data[0] >> 4 != 4 or data[9] != 6:
+                continue
+            try:
+                seg = parse_packet(data).seg
+            except WireError:
+                continue
+            with self._cond:
+                self.packets.append((time.monotonic(), addr[2] == _PACKET_OUTGOING, seg))
+                self._cond.notify_all()
+
+    def wait_for(self, what: Callable[[float, bool, Any], bool], timeout: float = WAIT) -> tuple[float, Any]:
+        """The first packet ``what(time, outgoing, segment)`` accepts: (time, segment)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for t, out, seg in self.packets:
+                    if what(t, out, seg):
+                        return t, seg
+                left = end - time.monotonic()
+                if left <= 0:
+                    seen = [(round(t, 3), out, str(seg)) for t, out, seg in self.packets]
+                    raise AssertionError(f"no such packet in {len(self.packets)} seen: {seen}")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(WAIT)
+        self._sock.close()
+
+
+def wait_reset(sock: kernel_socket_mod.socket) -> None:
+    """Bounded: a RST reaches the kernel socket (in CLOSE-WAIT: Linux's error is EPIPE)."""
+    end = time.monotonic() + WAIT
+    while sock.getsockopt(kernel_socket_mod.SOL_SOCKET, kernel_socket_mod.SO_ERROR) != errno.EPIPE:
+        assert time.monotonic() < end, "no RST reached the kernel's socket"
+        time.sleep(0.02)
+
+
+def _recv_to_eof(sock: kernel_socket_mod.socket) -> bytes:
+    got = bytearray()
+    while chunk := sock.recv(65536):
+        got += chunk
+    return bytes(got)
+
+
+def test_synack_nc_listen_reacks_a_retransmitted_fin_after_its_application_ended(
+        ns: Namespace, reaper: Reaper, tmp_path: Path) -> None:
+    """L10 after the application (issue 10): ``synack nc -l -N`` closes first (its stdin ends),
+    the kernel second; synack's ACK of the kernel's FIN is lost; synack nc exits (the shell is
+    back) while its TCP part, detached, stays in TIME-WAIT — and acknowledges the kernel's
+    retransmitted FIN, so the kernel's socket leaves LAST-ACK. The loss is deterministic: synack
+    is stopped (SIGSTOP) while the kernel's FIN waits in the device, the link is taken down, and
+    synack, continued, reads the FIN and fails to write its ACK (EIO); the link comes back up
+    once synack nc has exited."""
+    from synack.core.wire import ACK, FIN
+
+    data = b"bytes from synack nc\n"
+    (tmp_path / "in").write_bytes(data)
+    with open(tmp_path / "in", "rb") as src:
+        ours = ns.spawn([*synack_cmd(), "nc", "-l", "-N", "-v", "--msl", "5", "5000"], stdin=src,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert ours.stderr is not None
+    err = Lines(ours.stderr)
+    err.wait_for("Listening on 10.77.0.2 5000")
+    sniff = Sniffer(ns.name, "synack0")
+    client = netns_socket(ns.name)
+    try:
+        client.settimeout(WAIT)
+        client.connect((S4, 5000))
+        kport = client.getsockname()[1]
+        assert _recv_to_eof(client) == data  # synack's data and FIN: it is in FIN-WAIT-2
+        err.wait_for("FIN-WAIT-1 -> FIN-WAIT-2")
+        os.kill(ours.pid, signal.SIGSTOP)
+        try:
+            client.close()  # the kernel's FIN (LAST-ACK) waits in the device: synack is stopped
+            _, fin = sniff.wait_for(lambda _t, out, s: out and bool(s.flags & FIN))
+            ns.run(["ip", "link", "set", "synack0", "down"], check=True)
+        finally:
+            os.kill(ours.pid, signal.SIGCONT)
+        assert ours.wait(WAIT) == 0  # synack nc is done: the shell is back ...
+        err.wait_for("FIN-WAIT-2 -> TIME-WAIT")  # ... its ACK of that FIN was lost (EIO)
+        pid = detached_pid(err.wait_for("keeps running in process"))
+        reaper.adopt(pid)
+        assert ns.kernel_state(kport, 5000) == "LAST-ACK"
+        t_up = time.monotonic()
+        ns.run(["ip", "link", "set", "synack0", "up"], check=True)
+        # The kernel retransmits its FIN; the detached TCP part acknowledges it again.
+        t_ack, ack = sniff.wait_for(lambda t, out, s: t > t_up and not out and s.ack == (fin.seq + 1) % 2**32
+                                    and s.flags & (ACK | FIN) == ACK)
+        assert t_ack > t_up and ack.src_port == 5000
+        end = time.monotonic() + WAIT
+        while ns.kernel_state(kport, 5000) is not None and time.monotonic() < end:
+            time.sleep(0.05)
+        assert ns.kernel_state(kport, 5000) is None  # the kernel's socket got its ACK: CLOSED
+        # TIME-WAIT (2×MSL = 10 s from the retransmitted FIN) ends, the child exits, the device goes.
+        assert reaper.wait(pid, 10 + WAIT) == 0
+        assert ns.run(["ip", "link", "show", "synack0"], capture_output=True).returncode != 0
+    finally:
+        client.close()
+        sniff.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_synack_serve_signal_with_open_connections_no_traceback_every_peer_told(
+        ns: Namespace, sig: signal.Signals) -> None:
+    """A signal with four open connections: no traceback; each gets our FIN; the three peers that
+    close in turn are acknowledged (no kernel socket left in LAST-ACK), the one that does not
+    (synack in FIN-WAIT-2, the kernel in CLOSE-WAIT) is reset when ``--linger-exit`` runs out
+    (its socket error is EPIPE, Linux's for a RST in CLOSE-WAIT) — no peer left hanging."""
+    server = ns.spawn([*synack_cmd(), "serve", "echo", "--port", "7008", "--msl", "5", "--linger-exit", "2"],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stderr is not None
+    out, err = Lines(server.stdout), Lines(server.stderr)
+    out.wait_for("listening on 10.77.0.2:7008")
+    clients = [netns_socket(ns.name) for _ in range(4)]
+    try:
+        for c in clients:
+            c.settimeout(WAIT)
+            c.connect((S4, 7008))
+            c.sendall(b"ping")
+            assert c.recv(10) == b"ping"
+        *polite, stubborn = clients
+        server.send_signal(sig)
+        for c in polite:
+            assert c.recv(10) == b""  # our FIN
+            c.close()  # theirs
+        assert stubborn.recv(10) == b""  # our FIN; this one stays open
+        t0 = time.monotonic()
+        assert server.wait(WAIT) == 0
+        assert time.monotonic() - t0 < 2 + 3  # the --linger-exit bound, and a margin
+        err.wait_for("waiting at most 2 s (--linger-exit)")
+        err.wait_for("reset what was still open")
+        text = out.text() + err.text()
+        assert "Traceback" not in text and "Exception" not in text, text
+        wait_reset(stubborn)
+        assert [st for st, _, peer in ns.ss() if peer.endswith(":7008")] == []  # every kernel socket closed
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_deleted_device_ends_synack_serve_within_a_second(ns: Namespace) -> None:
+    """``ip link del`` under a running ``synack serve`` (the asyncio loop): one clear line, exit
+    status 1, within a second — no spin on the dead descriptor, no traceback."""
+    server = ns.spawn([*synack_cmd(), "serve", "echo", "--port", "7009"], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stderr is not None
+    Lines(server.stdout).wait_for("listening on 10.77.0.2:7009")
+    err = Lines(server.stderr)
+    client = netns_socket(ns.name)
+    try:
+        client.settimeout(WAIT)
+        client.connect((S4, 7009))
+        client.sendall(b"ping")
+        assert client.recv(10) == b"ping"
+        t0 = time.monotonic()
+        ns.run(["ip", "link", "del", "synack0"], check=True)
+        assert server.wait(WAIT) == 1
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        client.close()
+    line = err.wait_for("synack serve: the TUN device synack0 disappeared")
+    assert "1 connection(s) lost" in line
+    assert "Traceback" not in err.text() and err.text().count("\n") == 1  # one line, and <EOF>
+
+
+def test_deleted_device_ends_a_detached_tcp_part_within_a_second(ns: Namespace, reaper: Reaper) -> None:
+    """The detached TCP part (the blocking loop, in TIME-WAIT) ends within a second of ``ip link
+    del``, with status 1, instead of spinning on the descriptor."""
+    listener = netns_socket(ns.name)
+    try:
+        ns.run(["ip", "link", "set", "lo", "up"], check=True)
+        listener.bind(("0.0.0.0", 5003))
+        listener.listen()
+        listener.settimeout(WAIT)
+        ours = ns.spawn([*synack_cmd(), "nc", "-N", K4, "5003"], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert ours.stderr is not None
+        err = Lines(ours.stderr)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            assert conn.recv(10) == b""  # synack's FIN (stdin was empty) ...
+        assert ours.wait(WAIT) == 0  # ... ours after it: synack is in TIME-WAIT, detached
+        pid = detached_pid(err.wait_for("keeps running in process"))
+        reaper.adopt(pid)
+        time.sleep(0.2)  # it is asleep in poll (TIME-WAIT: 60 s)
+        assert reaper.wait(pid, 0) is None
+        t0 = time.monotonic()
+        ns.run(["ip", "link", "del", "synack0"], check=True)
+        assert reaper.wait(pid, 1.0) == 1
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        listener.close()
+
+
+def test_kill_of_the_detached_tcp_part_resets_what_it_holds(ns: Namespace, reaper: Reaper) -> None:
+    """``kill PID``, as the tool's message says, ends the detached TCP part at once and tells
+    its peer: here synack is in FIN-WAIT-2 (its nc timed out idle; the kernel's side never
+    closes) and the kernel's socket gets a RST (SO_ERROR EPIPE: a RST in CLOSE-WAIT)."""
+    listener = netns_socket(ns.name)
+    try:
+        ns.run(["ip", "link", "set", "lo", "up"], check=True)
+        listener.bind(("0.0.0.0", 5004))
+        listener.listen()
+        listener.settimeout(WAIT)
+        ours = ns.spawn([*synack_cmd(), "nc", "-d", "-w", "1", K4, "5004"], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert ours.stderr is not None
+        err = Lines(ours.stderr)
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            assert conn.recv(10) == b""  # synack's FIN after its idle second; we do not close
+            assert ours.wait(WAIT) == 1  # the idle timeout's status
+            line = err.wait_for("keeps running in process")
+            assert "in FIN-WAIT-2 (the peer's FIN, at most 60 s)" in line
+            pid = detached_pid(line)
+            reaper.adopt(pid)
+            os.kill(pid, signal.SIGTERM)
+            assert reaper.wait(pid, 2.0) == 0
+            wait_reset(conn)
+    finally:
+        listener.close()

@@ -383,3 +383,168 @@ def test_create_connection_errors_close_the_socket() -> None:
         sockets.create_connection(a, (B4, 1), all_errors=True)
     with pytest.raises(std.gaierror):
         sockets.create_connection(a, ("no.such.host", 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Drop-in: makefile, a real file descriptor, threads (virtual time moves when all are blocked)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_makefile_has_the_standard_semantics() -> None:
+    _, cli, acc, srv = _pair(90)
+    wf = cli.makefile("wb")
+    rf = acc.makefile("rb")
+    wf.write(b"line one\n")
+    wf.flush()
+    assert rf.readline() == b"line one\n"
+    wf.write(b"line two\n")
+    wf.flush()
+    text = acc.makefile("r", encoding="utf-8", newline="")
+    assert text.readline() == "line two\n" and text.mode == "r"
+    rw = cli.makefile("rwb", buffering=0)
+    assert isinstance(rw, std.SocketIO)
+    with pytest.raises(ValueError):
+        cli.makefile("x")
+    with pytest.raises(ValueError):
+        cli.makefile("r", buffering=0)
+    cli.close()  # files still open: the socket stays usable until they close
+    assert cli.fileno() >= 0 and cli.connection is not None
+    wf.write(b"after close()\n")
+    wf.flush()
+    assert rf.readline() == b"after close()\n"
+    wf.close()
+    rw.close()  # the last file: now the socket closes for real (FIN)
+    assert cli.fileno() == -1
+    assert rf.read() == b""
+    for f in (rf, text):
+        f.close()
+    acc.close()
+    srv.close()
+
+
+def _let_time_pass(sock: sockets.Socket, seconds: float = 0.05) -> None:
+    """Let virtual time pass through a blocking socket call that times out (one thread: the only
+    way the clock moves is a synack call that waits)."""
+    saved = sock.gettimeout()
+    sock.settimeout(seconds)
+    with pytest.raises(TimeoutError):
+        sock.recv(1) if sock.listener is None else sock.accept()
+    sock.settimeout(saved)
+
+
+def test_fileno_is_a_real_descriptor_that_select_sees() -> None:
+    import select
+    import selectors
+
+    net, cli, acc, srv = _pair(91)
+    fd = acc.fileno()
+    assert fd >= 0 and fd == acc.fileno()  # made once
+    sel = selectors.DefaultSelector()
+    sel.register(acc, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    assert [(k.fileobj, ev) for k, ev in sel.select(0)] == [(acc, selectors.EVENT_WRITE)]
+    cli.sendall(b"ping")
+    _let_time_pass(srv)  # the ping arrives; the descriptors follow each step of the network
+    r, w, _ = select.select([acc], [acc], [], 0)
+    assert r == [acc] and w == [acc]
+    assert acc.recv(10) == b"ping"
+    assert select.select([acc], [], [], 0)[0] == []  # drained
+    lfd = srv.fileno()
+    assert select.select([lfd], [], [], 0)[0] == []
+    late = sockets.create_connection(net.stack("a"), (B4, 91))
+    _let_time_pass(cli)  # our last ACK reaches the listener
+    assert select.select([lfd], [], [], 0)[0] == [lfd]  # a connection to accept
+    srv.accept()[0].close()
+    assert select.select([lfd], [], [], 0)[0] == []
+    for s in (late, cli, acc, srv):
+        s.close()
+    sel.close()
+
+
+def test_socketserver_and_a_client_in_threads_run_in_virtual_time() -> None:
+    import socketserver
+    import threading
+
+    net = Network(seed=3)
+    net.add_host("client", "10.0.0.1", config=Config.lab())
+    net.add_host("server", "10.0.0.2", config=Config.lab())
+    net.link("client", "server", delay=0.01, loss=0.1)
+
+    class Upper(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            for line in self.rfile:
+                self.wfile.write(line.upper())
+
+    server = sockets.serve(net.stack("server"), socketserver.ThreadingTCPServer, ("", 7), Upper)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    loop.start()
+    results: list[bytes] = []
+
+    def client(n: int) -> None:
+        with sockets.create_connection(net.stack("client"), ("server", 7), timeout=600) as s, \
+                s.makefile("rwb") as f:
+            for i in range(5):
+                f.write(b"client %d line %d\n" % (n, i))
+                f.flush()
+                results.append(f.readline())
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(60)
+    server.shutdown()
+    server.server_close()
+    loop.join(60)
+    assert sorted(results) == sorted(b"CLIENT %d LINE %d\n" % (n, i) for n in range(3) for i in range(5))
+    assert net.now > 0.1  # virtual time moved (round trips of 20 ms, retransmissions)
+
+
+def test_http_client_and_urllib_on_the_simulator() -> None:
+    import http.server
+    import threading
+
+    net = Network(seed=4)
+    net.add_host("client", "10.0.0.1", config=Config.lab())
+    net.add_host("server", "10.0.0.2", config=Config.lab())
+    net.link("client", "server", delay=0.005)
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = f"hello {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = sockets.serve(net.stack("server"), http.server.ThreadingHTTPServer, ("", 80), Hello)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    t.start()
+    try:
+        conn = sockets.http_connection(net.stack("client"), "server", 80, timeout=30)
+        conn.request("GET", "/a")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"hello /a")
+        conn.request("GET", "/b")  # the same connection (keep-alive)
+        assert conn.getresponse().read() == b"hello /b"
+        conn.close()
+        opener = sockets.build_opener(net.stack("client"))
+        with opener.open("http://10.0.0.2/urllib", timeout=30) as page:
+            assert page.read() == b"hello /urllib"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        t.join(60)
+
+
+def test_a_thread_blocked_forever_is_a_deadlock_not_a_hang() -> None:
+    _, cli, acc, srv = _pair(92)
+    cli.settimeout(None)
+    with pytest.raises(TimeoutError, match="deadlock: every thread is waiting and nothing is scheduled"):
+        cli.recv(10)  # the peer never sends: nothing can ever happen
+    for s in (cli, acc, srv):
+        s.close()

@@ -15,10 +15,22 @@ state change of the connection. As OpenBSD nc does, it ends when the peer's stre
 connection) until interrupted, printing each connection's state changes
 (``time  peer  OLD -> NEW``) on standard output.
 
-On Ctrl-C (SIGINT) or SIGTERM both stop listening, close every connection gracefully (our FIN
-after what is queued), wait a bounded time for the FINs to be acknowledged, and exit 0. Setup
-errors (not root, no /dev/net/tun, a bad address, the port in use) are one line on standard
-error and exit status 1 (2 for bad arguments), never a traceback.
+The application and the TCP under it end separately, as with the kernel's TCP when a process
+exits. When the application part is finished — nc's streams ended, or Ctrl-C (SIGINT) or
+SIGTERM — every listener and connection it left is closed (our FIN after what is queued; a reset
+if unread data waits, as Linux's close), but the TCP part keeps running until every connection is
+CLOSED: TIME-WAIT for its 2×MSL (``--msl``, 30 s by default: Linux's 60 s TIME-WAIT), so that a
+retransmitted FIN is acknowledged again; LAST-ACK and FIN-WAIT until acknowledged or timed out.
+The tool says on standard error what it waits for; after a short grace period in the foreground
+(1 s) the rest continues in a detached child process that keeps the device and exits when the
+host has no connection left (``kill PID`` resets what it still holds), and the shell is back at
+once. ``--linger-exit SECONDS`` waits in the foreground instead, at most that long (0: reset what
+is left and exit at once); a second SIGINT or SIGTERM while it waits does the same. Whatever is
+still open when the waiting ends is reset (RST), so no peer is left hanging.
+
+A TUN device deleted under a running tool (``ip link del``) ends it at once with one line saying
+so and exit status 1. Setup errors (not root, no /dev/net/tun, a bad address, the port in use)
+are one line on standard error and exit status 1 (2 for bad arguments), never a traceback.
 """
 
 from __future__ import annotations
@@ -36,11 +48,12 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from synack import streams
-from synack.core.connection import Config
+from synack.core.connection import Config, Connection, TcpError
 from synack.core.host import HostTracer
 from synack.core.records import Record, State, StateRecord
 from synack.tun import TunError, TunStack
@@ -48,9 +61,9 @@ from synack.tun import TunError, TunStack
 __all__ = ["add_parser", "chargen_block", "run_nc", "run_serve"]
 
 DEFAULT_PORTS: Final = {"echo": 7, "discard": 9, "chargen": 19, "http": 80}
-CLOSE_WAIT_SECS: Final = 3.0  # how long Ctrl-C waits for our FINs to be acknowledged
-_DONE: Final = frozenset((State.FIN_WAIT_2, State.TIME_WAIT, State.CLOSED))
-_ABORTABLE: Final = frozenset((State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSE_WAIT))
+CLOSE_WAIT_SECS: Final = 3.0  # how long nc waits for its transport to hand over the FIN
+GRACE_SECS: Final = 1.0  # in the foreground after the application, before detaching the rest
+DEFAULT_MSL: Final = 30.0  # TIME-WAIT = 2×MSL = 60 s, Linux's TCP_TIMEWAIT_LEN
 _CHUNK: Final = 64 * 1024
 
 
@@ -77,6 +90,12 @@ def _tun_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--netns", metavar="NAME", help="create the device inside this existing network namespace")
     g.add_argument("--pcap", metavar="FILE", help="record every packet synack sends and receives")
     g.add_argument("--offload", action="store_true", help="use the device's TSO/GSO offloads")
+    e = p.add_argument_group("after the application part ends")
+    e.add_argument("--msl", type=float, default=DEFAULT_MSL, metavar="SECS",
+                   help=f"maximum segment lifetime: TIME-WAIT lasts 2×MSL (default {DEFAULT_MSL:g} s)")
+    e.add_argument("--linger-exit", type=float, metavar="SECS",
+                   help="wait in the foreground at most SECS for the connections to close, then reset what "
+                        "is left and exit (0: at once); default: finish them in a detached process")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -147,6 +166,8 @@ def _check_addresses(args: argparse.Namespace) -> tuple[str, str]:
                        f"would not route it into the device", 2)
     if not 68 <= args.mtu <= 65535:
         raise CliError(f"--mtu {args.mtu} out of range 68..65535", 2)
+    if args.msl < 0 or (args.linger_exit is not None and args.linger_exit < 0):
+        raise CliError("--msl and --linger-exit take a number of seconds, not negative", 2)
     spec = args.peer_addr if "/" in args.peer_addr else f"{peer.ip}/{peer.network.prefixlen}"
     return str(ours), spec
 
@@ -156,7 +177,7 @@ def _make_stack(args: argparse.Namespace, tracer: HostTracer | None) -> TunStack
     try:
         return TunStack(addresses=(addr,), kernel_addresses=(peer,), ifname=args.tun, netns=args.netns,
                         mtu=args.mtu, pcap=args.pcap, tracer=tracer, offload=args.offload,
-                        config=Config())
+                        config=Config(msl=args.msl))
     except TunError as exc:
         raise CliError(exc.strerror or str(exc)) from None
     except ValueError as exc:
@@ -199,14 +220,21 @@ def _writer_for(stream: Any) -> Callable[[str], None]:
     return write
 
 
-def _run(main: Callable[[asyncio.Event], Awaitable[int]], prog: str) -> int:
-    """Run ``main(stop)`` with SIGINT/SIGTERM setting ``stop``; errors become one line."""
+def _run(main: Callable[[asyncio.Event], Awaitable[int]], stack: TunStack, prog: str) -> int:
+    """Run the application part, ``main(stop)``, with SIGINT/SIGTERM — or the device vanishing —
+    setting ``stop``; setup errors become one line."""
 
     async def runner() -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+
+        def stack_closed(_error: TunError | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be gone already
+                loop.call_soon_threadsafe(stop.set)
+
+        stack.add_close_callback(stack_closed)
         try:
             return await main(stop)
         finally:
@@ -220,19 +248,188 @@ def _run(main: Callable[[asyncio.Event], Awaitable[int]], prog: str) -> int:
         return exc.code
 
 
-async def _graceful_exit(stack: TunStack, timeout: float = CLOSE_WAIT_SECS) -> None:
-    """Give every connection's FIN up to ``timeout`` seconds to be acknowledged (the stack runs
-    meanwhile), then reset what is still open: the device vanishes when we exit."""
-    host = stack.host
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end and any(c.state not in _DONE for c in host.connections()):
-        await asyncio.sleep(0.01)
-    now = stack.now()
-    for conn in host.connections():
-        if conn.state in _ABORTABLE:
-            conn.abort(now, why="exiting")
-    stack.transmit()
+# ---------------------------------------------------------------------------------------------
+# After the application: the TCP part runs until every connection is CLOSED
+# ---------------------------------------------------------------------------------------------
+
+_USER_OPEN: Final = frozenset((State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT))
+_WAITS_FOR: Final = {
+    State.FIN_WAIT_1: "the ACK of our FIN",
+    State.FIN_WAIT_2: "the peer's FIN",
+    State.CLOSING: "the ACK of our FIN",
+    State.LAST_ACK: "the ACK of our FIN",
+}
+
+
+class _Ending:
+    """SIGINT/SIGTERM while the TCP part finishes: the handler notes it and wakes the stack's
+    loop (no exception thrown into the middle of the host's code)."""
+
+    def __init__(self, stack: TunStack) -> None:
+        self.stack = stack
+        self.interrupted = False
+
+    def __call__(self, _signum: int, _frame: object) -> None:
+        self.interrupted = True
+        self.stack.wakeup()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self)
+
+
+def _open_conns(stack: TunStack) -> list[Connection]:
+    """The host's connections that are not CLOSED yet."""
+    return [c for c in stack.host.connections() if c.state is not State.CLOSED]
+
+
+def _close_everything(stack: TunStack) -> None:
+    """What the kernel does with an exiting process's sockets: every listener closed (what waits
+    in its queues is reset), every connection closed — our FIN after what is queued, a RST when
+    unread data waits."""
+    with stack.lock:
+        now = stack.now()
+        for lst in list(stack.host.listeners.values()):
+            lst.close(now)
+        for conn in stack.host.connections():
+            if conn.state in _USER_OPEN:
+                with contextlib.suppress(TcpError):
+                    conn.close(now, discard_input=True)
+        stack.flush()
+
+
+def _reset_the_rest(stack: TunStack) -> int:
+    """Before the device goes: ABORT every connection not yet CLOSED — a RST from the states
+    that have a peer to tell (RFC 9293 §3.10.5), TIME-WAIT, CLOSING and LAST-ACK just end.
+    Returns how many there were."""
+    with stack.lock:
+        left = _open_conns(stack)
+        now = stack.now()
+        for conn in left:
+            with contextlib.suppress(TcpError):
+                conn.abort(now, why="exiting")
+        stack.flush()
+    return len(left)
+
+
+def _describe(conns: list[Connection], config: Config) -> str:
+    """What the TCP part still waits for, in one line: the connection, or how many per state."""
+
+    def why(st: State) -> str:
+        if st is State.TIME_WAIT:
+            return f"2×MSL = {2 * config.msl:g} s"
+        if st is State.FIN_WAIT_2 and config.fin_wait_2_timeout is not None:
+            return f"the peer's FIN, at most {config.fin_wait_2_timeout:g} s"
+        return _WAITS_FOR.get(st, "its end")
+
+    if len(conns) == 1:
+        c = conns[0]
+        return (f"the connection with {_peer(c.remote_addr, c.remote_port)} is in {c.state.value} "
+                f"({why(c.state)})")
+    counts = Counter(c.state for c in conns)
+    parts = "; ".join(f"{n} in {st.value} ({why(st)})" for st, n in counts.most_common())
+    return f"{len(conns)} connections are not closed yet: {parts}"
+
+
+def _linger(stack: TunStack, limit: float, ending: _Ending) -> int:
+    """Run the stack until no connection is left, ``limit`` seconds pass or a signal comes; then
+    reset whatever is left and return how many that was. A vanished device raises TunError."""
+    try:
+        stack.wait_until(lambda: ending.interrupted or not _open_conns(stack), limit)
+    finally:
+        left = 0 if stack.closed else _reset_the_rest(stack)
+    return left
+
+
+def _detached_limit(config: Config) -> float:
+    """The longest a detached TCP part may run: TIME-WAIT, or a FIN retransmitted for R2, or
+    FIN-WAIT-2's timeout, whichever is longest, and a margin; then it resets what is left."""
+    return 2 * config.msl + max(config.r2, config.fin_wait_2_timeout or 0.0) + 10.0
+
+
+def _finish(stack: TunStack, code: int, args: argparse.Namespace, prog: str) -> int:
+    """The application part ended with ``code``: let the TCP part finish (:func:`_tcp_part`), then
+    close the stack — unless a detached child took it over. Returns the exit status."""
+    ending = _Ending(stack)
+    ending.install()
+    detached = False
+    try:
+        if stack.error is None:
+            detached = _tcp_part(stack, args, prog, ending)
+    except TunError:
+        pass  # the device vanished while we waited: said below
+    finally:
+        if not detached:
+            stack.close()
+    if stack.error is not None:
+        print(f"{prog}: {stack.error.strerror}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _tcp_part(stack: TunStack, args: argparse.Namespace, prog: str, ending: _Ending) -> bool:
+    """Close what the application left, then wait for the connections to be CLOSED: in the
+    foreground at most ``--linger-exit`` seconds, or ``GRACE_SECS`` and then in a detached child
+    (→ True, in the parent). What is left when the waiting ends is reset."""
+    _close_everything(stack)
+    linger: float | None = args.linger_exit
+    if linger is None:  # what ends within a few round trips ends in the foreground
+        stack.wait_until(lambda: ending.interrupted
+                         or all(c.state is State.TIME_WAIT for c in _open_conns(stack)), GRACE_SECS)
+    left = _open_conns(stack)
+    if not left:
+        return False
+    if ending.interrupted or linger == 0:
+        _reset_the_rest(stack)
+        return False
+    what = _describe(left, stack.host.config)
+    if linger is None:
+        it_is = "it is" if len(left) == 1 else "they are"
+        return _detach(stack, prog, f"{what}; its TCP keeps running in process PID, which exits when {it_is} "
+                                    f"closed ('kill PID' ends it at once, resetting what is still open)")
+    print(f"{prog}: {what}; waiting at most {linger:g} s (--linger-exit)", file=sys.stderr)
+    if _linger(stack, linger, ending):
+        print(f"{prog}: reset what was still open", file=sys.stderr)
+    return False
+
+
+def _detach(stack: TunStack, prog: str, message: str) -> bool:
+    """Fork: the parent prints ``message`` (``PID`` replaced by the child's) and returns True —
+    the shell is back; the child keeps the device, runs the stack until its connections are
+    CLOSED, and exits."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    if stack.pcap is not None:
+        stack.pcap.flush()  # or the child would write the parent's buffer again
+    pid = os.fork()
+    if pid:
+        print(f"{prog}: {message.replace('PID', str(pid))}", file=sys.stderr)
+        return True
+    _detached_child(stack)
+
+
+def _detached_child(stack: TunStack) -> NoReturn:
+    """The detached TCP part: its own session (the terminal's Ctrl-C and hang-up do not reach
+    it), standard streams on /dev/null (no pipe of the caller held open), then the stack until
+    nothing is left — bounded by :func:`_detached_limit` — and ``os._exit``."""
+    status = 1
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        ending = _Ending(stack)
+        ending.install()
+        _linger(stack, _detached_limit(stack.host.config), ending)
+        status = 0
+    except BaseException:
+        status = 1
+    finally:
+        with contextlib.suppress(BaseException):
+            stack.close()
+        os._exit(status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,8 +506,9 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, arg
             code = 1
     except BrokenPipeError:
         code = 0  # our standard output went away: nothing more to do
-    except (ConnectionError, TimeoutError) as exc:
-        print(f"synack nc: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # a reset, a timeout; the stack closed under us (said by _finish)
+        if not stop.is_set():
+            print(f"synack nc: {exc.strerror or exc}", file=sys.stderr)
         code = 1
     finally:
         for t in (up, down, stopper, timer):
@@ -320,7 +518,7 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, arg
             up.exception()  # seen (a reset shows up on the reading side too)
         out_pool.shutdown(wait=False)
     writer.close()
-    with contextlib.suppress(ConnectionError, TimeoutError):
+    with contextlib.suppress(OSError):
         await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT_SECS)
     return code
 
@@ -366,18 +564,17 @@ def run_nc(args: argparse.Namespace) -> int:
         return exc.code
 
     async def main(stop: asyncio.Event) -> int:
-        try:
-            if args.listen:
-                return await _nc_listen(stack, laddr, lport or 0, args, stop, log)
-            assert rhost is not None and rport is not None
-            return await _nc_connect(stack, rhost, rport, lport, args, stop, log)
-        finally:
-            await _graceful_exit(stack)
+        if args.listen:
+            return await _nc_listen(stack, laddr, lport or 0, args, stop, log)
+        assert rhost is not None and rport is not None
+        return await _nc_connect(stack, rhost, rport, lport, args, stop, log)
 
     try:
-        return _run(main, "synack nc")
-    finally:
+        code = _run(main, stack, "synack nc")
+    except BaseException:
         stack.close()
+        raise
+    return _finish(stack, code, args, "synack nc")
 
 
 async def _nc_connect(stack: TunStack, host: str, port: int, lport: int | None, args: argparse.Namespace,
@@ -402,8 +599,9 @@ async def _nc_connect(stack: TunStack, host: str, port: int, lport: int | None, 
     try:
         reader, writer = connect.result()
     except OSError as exc:
-        print(f"synack nc: connect to {host} port {port} (tcp) failed: {exc.strerror or exc}",
-              file=sys.stderr)
+        if not stop.is_set():  # else the stack closed under us: said by _finish
+            print(f"synack nc: connect to {host} port {port} (tcp) failed: {exc.strerror or exc}",
+                  file=sys.stderr)
         return 1
     log(f"Connection to {host} {port} port [tcp/*] succeeded!")
     return await _relay(reader, writer, args, stop, log)
@@ -608,9 +806,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return await _serve(stack, args, port, handler, stop, out)
 
     try:
-        return _run(main, "synack serve")
-    finally:
+        code = _run(main, stack, "synack serve")
+    except BaseException:
         stack.close()
+        raise
+    return _finish(stack, code, args, "synack serve")
 
 
 async def _serve(stack: TunStack, args: argparse.Namespace, port: int, handler: Handler,
@@ -623,8 +823,11 @@ async def _serve(stack: TunStack, args: argparse.Namespace, port: int, handler: 
         tasks[me] = writer
         try:
             await handler(reader, writer)
-        except (ConnectionError, TimeoutError):
-            pass  # the peer reset or timed out: its state changes are printed already
+        except OSError:
+            pass  # the peer reset or timed out (its state changes are printed), or the stack closed
+        except asyncio.CancelledError:
+            pass  # stopping, the handler was stuck: end quietly (a cancelled task's traceback
+            # would be printed by asyncio's stream callback)
         finally:
             tasks.pop(me, None)
             writer.close()
@@ -638,13 +841,17 @@ async def _serve(stack: TunStack, args: argparse.Namespace, port: int, handler: 
     out(f"synack serve {args.service}{where}: listening on {_peer(addr, port)} "
         f"(device {args.tun}, kernel side {args.peer_addr}); Ctrl-C to stop")
     await stop.wait()
+    if stack.closed:
+        return 1  # the device vanished: said by _finish
     out(f"{_clock()} stopping: closing {len(tasks)} connection(s)")
     server.close()
-    for task, writer in list(tasks.items()):
-        task.cancel()
-        writer.close()
+    for writer in list(tasks.values()):
+        writer.close()  # our FIN (a reset if unread data waits): the handlers see the end
     if tasks:
-        await asyncio.wait(list(tasks), timeout=1.0)
-    await _graceful_exit(stack)
+        _, stuck = await asyncio.wait(list(tasks), timeout=1.0)
+        for task in stuck:
+            task.cancel()  # e.g. waiting for a peer that does not read; ends quietly (client)
+        if stuck:
+            await asyncio.wait(stuck, timeout=1.0)
     return 0
 

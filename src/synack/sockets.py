@@ -24,18 +24,43 @@ Behaviour follows Linux where the standard library leaves it to the kernel (chec
   ``SO_LINGER`` (1, t>0) makes ``close`` wait up to t seconds for the FIN to be acknowledged.
 * Deviations: ``SO_SNDBUF``/``SO_RCVBUF`` are taken as given (Linux doubles them for its
   bookkeeping; synack's buffers have none), with a floor of 1024 octets; names are not resolved
-  (only IP literals, ``""`` meaning any address); there is no ``fileno`` (it returns -1) and no
-  ``makefile``; a socket is used by one thread at a time (the thread that drives the stack).
+  (IP literals, ``""`` meaning any address, and on the simulator the names of its hosts).
+
+Drop-in for the standard library:
+
+* ``makefile()`` has the standard semantics (the socket really closes once its files are closed
+  too), so :mod:`http.client` works — :func:`http_connection`, and for :mod:`urllib`
+  :func:`build_opener` — as do ``socketserver`` handlers (:func:`serve` puts a ``socketserver``
+  server class on a synack socket).
+* ``fileno()`` is a real file descriptor — one end of a Unix socket pair, made on first use —
+  that is readable and writable exactly when the socket is, so ``select``, ``selectors`` and
+  ``socketserver.serve_forever`` work. It is kept in step after every call on the stack's
+  sockets and after every step of the network: on the simulator by the network's conductor, over
+  TUN by a helper thread waiting on the stack (made with the first descriptor).
+* Threads: every call holds the stack's lock (``stack.lock``, a re-entrant lock the stack lets
+  go of while it sleeps; a :class:`~synack.tun.TunStack` has one), so any number of threads may
+  use one stack. On the simulator the lock is the network's :class:`~synack.aio.Conductor`, and
+  virtual time moves only when every thread of the process is blocked — in a synack call,
+  ``select``, a lock, a join — so a client and a server written the ordinary way, each in its
+  thread, run in virtual time. (Where nothing but ``select`` on synack descriptors waits, nothing
+  moves the clock: one thread must be in a synack call, or use :mod:`synack.aio`.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import http.client
+import io
 import ipaddress
 import os
+import selectors
 import socket as _std
 import struct
+import threading
+import urllib.request
+import weakref
 from collections.abc import Callable
 from socket import (
     AF_INET,
@@ -61,7 +86,7 @@ from socket import (
     TCP_NODELAY,
 )
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from synack.core.connection import (
     Config,
@@ -80,6 +105,7 @@ from synack.core.connection import (
 )
 from synack.core.host import AddressInUse, AddressNotAvailable, Host, Listener, Reservation
 from synack.core.records import State
+from synack.sim import SimStack
 
 __all__ = [
     "AF_INET",
@@ -100,10 +126,14 @@ __all__ = [
     "TCP_KEEPIDLE",
     "TCP_KEEPINTVL",
     "TCP_NODELAY",
+    "HTTPHandler",
     "Socket",
     "Stack",
+    "build_opener",
     "create_connection",
     "create_server",
+    "http_connection",
+    "serve",
     "socket",
     "to_oserror",
 ]
@@ -161,7 +191,11 @@ _ERRNO: tuple[tuple[type[TcpError], int], ...] = (
 
 
 def to_oserror(exc: TcpError) -> OSError:
-    """The standard exception (with the usual errno) for an error of the core."""
+    """The standard exception (with the usual errno) for an error of the core. An error that
+    names its own errno (the core's ``Unreachable``, from an ICMP error) keeps it."""
+    own = getattr(exc, "errno", None)
+    if isinstance(own, int) and own:
+        return _err(own)
     for kind, code in _ERRNO:
         if isinstance(exc, kind):
             return _err(code)
@@ -186,6 +220,211 @@ def _would_block() -> BlockingIOError:
     return BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
 
 
+# ---------------------------------------------------------------------------------------------
+# Threads and file descriptors
+# ---------------------------------------------------------------------------------------------
+
+_READ: Final = selectors.EVENT_READ
+_WRITE: Final = selectors.EVENT_WRITE
+
+
+def _drain(sock: _std.socket) -> None:
+    with contextlib.suppress(BlockingIOError):
+        while sock.recv(65536):
+            pass
+
+
+def _fill(sock: _std.socket) -> None:
+    chunk = bytes(65536)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.send(chunk)
+
+
+class _Mirror:
+    """A socket's real file descriptor: one end (``user``) of a Unix socket pair that is readable
+    and writable exactly when the synack socket is. Readable: the other end wrote a byte to it;
+    not writable: its own send buffer (shrunk to the kernel's minimum) is full."""
+
+    __slots__ = ("inner", "readable", "user", "writable")
+
+    def __init__(self) -> None:
+        self.user, self.inner = _std.socketpair(_std.AF_UNIX, _std.SOCK_STREAM)
+        for end in (self.user, self.inner):
+            end.setblocking(False)
+        self.user.setsockopt(SOL_SOCKET, SO_SNDBUF, 1)
+        self.readable = False
+        self.writable = True
+
+    def show(self, mask: int) -> None:
+        r, w = bool(mask & _READ), bool(mask & _WRITE)
+        if r != self.readable:
+            if r:
+                self.inner.send(b"r")
+            else:
+                _drain(self.user)
+            self.readable = r
+        if w != self.writable:
+            if w:
+                _drain(self.inner)
+            else:
+                _fill(self.user)
+            self.writable = w
+
+    def close(self) -> None:
+        self.user.close()
+        self.inner.close()
+
+
+class _Shared:
+    """A stack as sockets use it from any number of threads: each call under the stack's lock
+    (:meth:`hold`; none: one thread only), and the real descriptors of its sockets kept in step
+    by a helper thread that waits on the stack and looks after every step (:meth:`watch`)."""
+
+    def __init__(self, stack: Any) -> None:
+        self.raw = stack
+        self.mirrors: weakref.WeakSet[Socket] = weakref.WeakSet()
+        self._pump: threading.Thread | None = None
+
+    @property
+    def host(self) -> Host:
+        return self.raw.host  # type: ignore[no-any-return]
+
+    def now(self) -> float:
+        return self.raw.now()  # type: ignore[no-any-return]
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        return self.raw.wait_until(predicate, timeout)  # type: ignore[no-any-return]
+
+    def hold(self) -> contextlib.AbstractContextManager[Any]:
+        lock = getattr(self.raw, "lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
+
+    def sync(self) -> None:
+        for sock in list(self.mirrors):
+            sock._show()
+
+    def watch(self, sock: Socket) -> None:
+        self.mirrors.add(sock)
+        if self._pump is None or not self._pump.is_alive():
+            self._pump = threading.Thread(target=self._run_pump, name="synack-fds", daemon=True)
+            self._pump.start()
+
+    def _run_pump(self) -> None:
+        """Wait on the stack for ever (until no descriptor is left or the stack closes); the
+        stack looks at the predicate after every step, which brings the descriptors up to date."""
+        def step() -> bool:
+            self.sync()
+            return not self.mirrors or bool(getattr(self.raw, "closed", False))
+
+        with contextlib.suppress(OSError):
+            while not step():
+                self.raw.wait_until(step, 1.0)
+
+
+class _SimShared(_Shared):
+    """A simulated host for sockets in any number of threads: the lock and the waits are the
+    network's :class:`~synack.aio.Conductor`'s, which also keeps the descriptors in step."""
+
+    def __init__(self, stack: SimStack) -> None:
+        from synack.aio.conductor import Conductor
+
+        super().__init__(stack)
+        self.conductor = Conductor.of(stack.net)
+        self.mirrors = _sim_mirrors(self.conductor)
+
+    def now(self) -> float:
+        return self.raw.net.now  # type: ignore[no-any-return]
+
+    def hold(self) -> contextlib.AbstractContextManager[Any]:
+        return self.conductor.hold()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        from synack.aio.conductor import Deadlock
+
+        net = self.raw.net
+        try:
+            return self.conductor.wait_until(predicate, None if timeout is None else net.now + timeout)
+        except Deadlock:
+            return False
+
+    def watch(self, sock: Socket) -> None:
+        self.mirrors.add(sock)
+
+
+_net_mirrors: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Socket]] = weakref.WeakKeyDictionary()
+_shared: weakref.WeakKeyDictionary[Any, _Shared] = weakref.WeakKeyDictionary()
+_registry = threading.Lock()
+
+
+def _sim_mirrors(conductor: Any) -> weakref.WeakSet[Socket]:
+    """The descriptors of a network's sockets, brought up to date after each conductor step."""
+    with _registry:
+        found = _net_mirrors.get(conductor)
+        if found is None:
+            mirrors: weakref.WeakSet[Socket] = weakref.WeakSet()
+            found = _net_mirrors[conductor] = mirrors
+            conductor.observers.append(functools.partial(_show_all, mirrors))
+        return found
+
+
+def _show_all(mirrors: weakref.WeakSet[Socket]) -> None:
+    for sock in list(mirrors):
+        sock._show()
+
+
+def _shared_for(stack: Any) -> _Shared:
+    if isinstance(stack, _Shared):
+        return stack
+    if isinstance(stack, SimStack):
+        return _SimShared(stack)
+    with _registry:
+        try:
+            found = _shared.get(stack)
+            if found is None:
+                found = _shared[stack] = _Shared(stack)
+            return found
+        except TypeError:  # a stack that cannot be weakly referenced: its own adapter each time
+            return _Shared(stack)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(method: Callable[Concatenate[Socket, _P], _R]) -> Callable[Concatenate[Socket, _P], _R]:
+    """Run a socket call holding the stack's lock; afterwards bring the descriptors up to date."""
+    def call(self: Socket, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        shared = self._stack
+        with shared.hold():
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                if shared.mirrors:
+                    shared.sync()
+
+    call.__name__ = method.__name__
+    call.__qualname__ = method.__qualname__
+    call.__doc__ = method.__doc__
+    return call
+
+
+def _sim_address(stack: Any, host: str, family: int) -> str | None:
+    """On the simulator, a host's name stands for its first address of ``family``."""
+    if isinstance(stack, _Shared):
+        stack = stack.raw
+    if not isinstance(stack, SimStack):
+        return None
+    h = stack.net.hosts.get(host)
+    if h is None:
+        return None
+    want = 6 if family == AF_INET6 else 4
+    return next((a for a in h.addresses if ipaddress.ip_address(a).version == want), None)
+
+
 class Socket:
     """A TCP socket on a synack stack. Create it with :func:`socket`."""
 
@@ -197,12 +436,15 @@ class Socket:
             raise OSError(errno.ESOCKTNOSUPPORT, "synack sockets are SOCK_STREAM only")
         if proto not in (0, IPPROTO_TCP):
             raise OSError(errno.EPROTONOSUPPORT, os.strerror(errno.EPROTONOSUPPORT))
-        self._stack = stack
+        self._stack = _shared_for(stack)
         self.family = family
         self.type = type
         self.proto = proto
         self._timeout: float | None = _std.getdefaulttimeout()
         self._closed = False
+        self._close_asked = False  # close() was called while files from makefile() were open
+        self._io_refs = 0
+        self._mirror: _Mirror | None = None
         self._res: Reservation | None = None
         self._lst: Listener | None = None
         self._conn: Connection | None = _conn
@@ -215,8 +457,9 @@ class Socket:
     # -- plumbing ------------------------------------------------------------------------------
 
     @property
-    def stack(self) -> Stack:
-        return self._stack
+    def stack(self) -> Any:
+        """The stack this socket runs on (as given to :func:`socket`)."""
+        return self._stack.raw
 
     @property
     def connection(self) -> Connection | None:
@@ -242,7 +485,8 @@ class Socket:
             return False
         if deadline is None:
             if not self._stack.wait_until(pred, None) and not pred():
-                raise TimeoutError(errno.ETIMEDOUT, "timed out: the network has nothing left to do")
+                raise TimeoutError(errno.ETIMEDOUT, "deadlock: every thread is waiting and nothing is "
+                                                    "scheduled (the network has nothing left to do)")
             return True
         left = deadline - self._stack.now()
         return self._stack.wait_until(pred, max(left, 0.0))
@@ -280,11 +524,12 @@ class Socket:
             raise OverflowError(f"{what}(): port must be 0-65535.")
         if host == "":
             return ("" if bind else ("0.0.0.0" if fam == AF_INET else "::")), port
+        host = _sim_address(self._stack, host, fam) or host
         try:
             ip = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
-            raise _std.gaierror(_std.EAI_NONAME, "Name or service not known "
-                                                 "(synack sockets take IP literals only)") from None
+            raise _std.gaierror(_std.EAI_NONAME, "Name or service not known (synack sockets take IP "
+                                                 "literals, and on the simulator its hosts' names)") from None
         if (ip.version == 4) != (fam == AF_INET):
             raise _std.gaierror(_std.EAI_FAMILY, "Address family for hostname not supported")
         text = str(ip)
@@ -349,9 +594,93 @@ class Socket:
     # -- addresses -----------------------------------------------------------------------------
 
     def fileno(self) -> int:
-        """Always -1: a synack socket is not a file descriptor of this process."""
-        return -1
+        """A real file descriptor that is readable/writable exactly when this socket is (for
+        ``select``, ``selectors``, ``socketserver``); made on first use. -1 once closed."""
+        if self._closed:
+            return -1
+        if self._mirror is None:
+            with self._stack.hold():
+                self._mirror = _Mirror()
+                self._stack.watch(self)
+                self._show()
+        return self._mirror.user.fileno()
 
+    @_locked
+    def poll(self) -> int:
+        """What ``select`` would say now: ``selectors.EVENT_READ`` when ``recv``/``accept``
+        would not block (data, end of stream, an error, a connection to accept), ``EVENT_WRITE``
+        when ``send`` would not (room to send, an error, or a connect that has finished)."""
+        return self._readiness()
+
+    def _readiness(self) -> int:
+        if self._closed:
+            return 0
+        lst = self._lst
+        if lst is not None:
+            return _READ if lst.pending or lst.closed else 0
+        conn = self._conn
+        if conn is None:
+            return _READ | _WRITE  # as Linux: an unconnected socket polls HUP
+        st = conn.state
+        if st in _CONNECTING:
+            return 0
+        mask = 0
+        if (conn.readable or conn.at_eof or self._shut_rd or st is State.CLOSED
+                or st in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT)):
+            mask |= _READ
+        if st not in _CAN_SEND or conn.send_space > 0 or self._shut_wr:
+            mask |= _WRITE
+        return mask
+
+    def _show(self) -> None:
+        """Bring the real descriptor up to date (the stack's lock held)."""
+        if self._mirror is not None and not self._closed:
+            self._mirror.show(self._readiness())
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
+                 errors: str | None = None, newline: str | None = None) -> Any:
+        """A file object reading from and/or writing to the socket, as ``socket.makefile`` —
+        the same modes, buffering and text layers; the socket closes for real only when it and
+        every such file are closed."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        raw = _std.SocketIO(self, ("r" if reading else "") + ("w" if writing else ""))  # type: ignore[arg-type]
+        self._io_refs += 1
+        size = io.DEFAULT_BUFFER_SIZE if buffering is None or buffering < 0 else buffering
+        if size == 0:
+            if "b" not in mode:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        buffer: io.BufferedIOBase
+        if reading and writing:
+            buffer = io.BufferedRWPair(raw, raw, size)
+        elif reading:
+            buffer = io.BufferedReader(raw, size)
+        else:
+            buffer = io.BufferedWriter(raw, size)
+        if "b" in mode:
+            return buffer
+        text = io.TextIOWrapper(buffer, io.text_encoding(encoding), errors, newline)  # type: ignore[type-var]
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+    def _decref_socketios(self) -> None:
+        """A file of :meth:`makefile` was closed (called by ``socket.SocketIO``)."""
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._close_asked and self._io_refs == 0:
+            self.close()
+
+    def _release_connection(self) -> None:
+        """Give the connection up to someone else (an asyncio transport): the socket is closed,
+        the connection is not."""
+        self._conn = None
+        self._io_refs = 0
+        self.close()
+
+    @_locked
     def getsockname(self) -> Address:
         self._check_open()
         if self._conn is not None:
@@ -362,6 +691,7 @@ class Socket:
             return self._name(self._res.local_addr, self._res.local_port)
         return self._name("", 0)
 
+    @_locked
     def getpeername(self) -> Address:
         self._check_open()
         conn = self._conn
@@ -371,6 +701,7 @@ class Socket:
 
     # -- bind / listen / accept ----------------------------------------------------------------
 
+    @_locked
     def bind(self, address: Address) -> None:
         self._check_open()
         addr, port = self._parse(address, "bind", bind=True)
@@ -382,6 +713,7 @@ class Socket:
         except TcpError as exc:
             raise to_oserror(exc) from None
 
+    @_locked
     def listen(self, backlog: int | None = None) -> None:
         self._check_open()
         if backlog is None:
@@ -404,6 +736,7 @@ class Socket:
             raise to_oserror(exc) from None
         self._res = None
 
+    @_locked
     def accept(self) -> tuple[Socket, Address]:
         self._check_open()
         lst = self._lst
@@ -474,6 +807,7 @@ class Socket:
             return err.errno if err is not None and err.errno else errno.ECONNABORTED
         return 0
 
+    @_locked
     def connect(self, address: Address) -> None:
         code = self._connect(address)
         if code == _TIMED_OUT:
@@ -481,6 +815,7 @@ class Socket:
         if code:
             raise _err(code)
 
+    @_locked
     def connect_ex(self, address: Address) -> int:
         code = self._connect(address)
         return errno.EWOULDBLOCK if code == _TIMED_OUT else code
@@ -500,6 +835,7 @@ class Socket:
             raise err
         return conn
 
+    @_locked
     def send(self, data: Any, flags: int = 0) -> int:
         dontwait = self._check_flags(flags)
         conn = self._send_conn()
@@ -530,6 +866,7 @@ class Socket:
             if not self._wait(lambda: _send_ready(conn), deadline):
                 raise _timeout_error()
 
+    @_locked
     def sendall(self, data: Any, flags: int = 0) -> None:
         dontwait = self._check_flags(flags)
         conn = self._send_conn()
@@ -562,6 +899,7 @@ class Socket:
             if not self._wait(lambda: _send_ready(conn), deadline):
                 raise _timeout_error()
 
+    @_locked
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
@@ -599,6 +937,7 @@ class Socket:
                               or conn.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT), deadline):
                 raise _timeout_error()
 
+    @_locked
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         if nbytes < 0:
             raise ValueError("negative buffersize in recv_into")
@@ -613,6 +952,7 @@ class Socket:
 
     # -- shutdown / close ----------------------------------------------------------------------
 
+    @_locked
     def shutdown(self, how: int) -> None:
         self._check_open()
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
@@ -634,10 +974,19 @@ class Socket:
                 conn.close(stack.now())
             stack.flush()
 
+    @_locked
     def close(self) -> None:
+        """Close the socket (with files from :meth:`makefile` still open: once they close)."""
         if self._closed:
             return
+        if self._io_refs > 0:
+            self._close_asked = True
+            return
         self._closed = True
+        if self._mirror is not None:
+            self._stack.mirrors.discard(self)
+            self._mirror.close()
+            self._mirror = None
         stack = self._stack
         now = stack.now()
         if self._res is not None:
@@ -682,6 +1031,7 @@ class Socket:
             raise _err(errno.EINVAL)
         return int(struct.unpack("i", raw[:4])[0])
 
+    @_locked
     def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
         self._check_open()
         key = (level, optname)
@@ -739,6 +1089,7 @@ class Socket:
             return
         raise _err(errno.ENOPROTOOPT)
 
+    @_locked
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
         self._check_open()
         key = (level, optname)
@@ -807,11 +1158,12 @@ def create_connection(stack: Stack, address: tuple[str, int], timeout: Any = _DE
     """Connect to ``address`` (an IP literal and a port) and return the socket, like the
     standard ``socket.create_connection``. ``timeout`` defaults to ``getdefaulttimeout()``."""
     host, port = address[0], address[1]
+    host = _sim_address(stack, host, AF_INET) or _sim_address(stack, host, AF_INET6) or host
     try:
         fam = AF_INET6 if ipaddress.ip_address(host).version == 6 else AF_INET
     except ValueError:
-        raise _std.gaierror(_std.EAI_NONAME, "Name or service not known "
-                                             "(synack sockets take IP literals only)") from None
+        raise _std.gaierror(_std.EAI_NONAME, "Name or service not known (synack sockets take IP "
+                                             "literals, and on the simulator its hosts' names)") from None
     sock = Socket(stack, fam)
     try:
         if timeout is not _DEFAULT:
@@ -846,3 +1198,61 @@ def create_server(stack: Stack, address: tuple[str, int], *, family: int = AF_IN
         sock.close()
         raise
     return sock
+
+
+# ---------------------------------------------------------------------------------------------
+# The standard library's clients and servers on synack sockets
+# ---------------------------------------------------------------------------------------------
+
+
+def http_connection(stack: Stack, host: str, port: int | None = None, timeout: Any = _DEFAULT,
+                    source_address: tuple[str, int] | None = None) -> http.client.HTTPConnection:
+    """An :class:`http.client.HTTPConnection` whose socket is a synack socket on ``stack``."""
+    chosen = _std.getdefaulttimeout() if timeout is _DEFAULT else timeout
+    conn = http.client.HTTPConnection(host, port, chosen, source_address)
+    conn._create_connection = functools.partial(create_connection, stack)  # type: ignore[attr-defined]
+    return conn
+
+
+class HTTPHandler(urllib.request.HTTPHandler):
+    """urllib's handler for ``http://`` URLs, over synack (see :func:`build_opener`)."""
+
+    def __init__(self, stack: Stack, debuglevel: int = 0) -> None:
+        super().__init__(debuglevel)
+        self._stack = stack
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        def connect(host: str, timeout: Any = _DEFAULT, **kwds: Any) -> http.client.HTTPConnection:
+            return http_connection(self._stack, host, timeout=timeout, **kwds)
+
+        return self.do_open(connect, req)
+
+
+def build_opener(stack: Stack, *handlers: Any) -> urllib.request.OpenerDirector:
+    """A :mod:`urllib` opener whose ``http://`` requests go over synack — and never through a
+    proxy from the environment (``http_proxy``), which would be a real network address."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), HTTPHandler(stack), *handlers)
+
+
+_Server = TypeVar("_Server")
+
+
+def serve(stack: Stack, server_class: Callable[..., _Server], address: tuple[str, int], handler: Any,
+          **kwds: Any) -> _Server:
+    """A :mod:`socketserver` server (``TCPServer``, ``ThreadingTCPServer``, ``HTTPServer``, a
+    subclass ...) listening on a synack socket: made without binding, its kernel socket swapped
+    for a synack one, then bound and activated as the class does it::
+
+        server = sockets.serve(stack, socketserver.ThreadingTCPServer, ("", 7), EchoHandler)
+        threading.Thread(target=server.serve_forever).start()
+    """
+    server: Any = server_class(address, handler, bind_and_activate=False, **kwds)
+    server.socket.close()
+    server.socket = Socket(stack, server.address_family)
+    try:
+        server.server_bind()
+        server.server_activate()
+    except BaseException:
+        server.server_close()
+        raise
+    return server  # type: ignore[no-any-return]

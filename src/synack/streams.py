@@ -55,24 +55,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import ipaddress
 import os
 import socket as _std
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from synack.core.connection import Config, Connection, ConnectionAborted, LocalError, TcpError
 from synack.core.host import Host, Listener, Reservation
 from synack.core.records import State
+from synack.sim import SimStack
 from synack.sockets import to_oserror
 
 __all__ = [
+    "Driver",
     "PumpStack",
     "Server",
+    "SimDriver",
     "StackDriver",
     "TcpTransport",
+    "adopt_connection",
     "create_connection",
     "create_server",
     "driver_for",
@@ -123,36 +129,33 @@ def _name(addr: str, port: int) -> tuple[Any, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The driver: one per (stack, loop)
+# The drivers: one per (stack, loop)
 # ---------------------------------------------------------------------------------------------
 
 
-class StackDriver:
-    """Runs a pump stack inside an asyncio event loop (see the module documentation)."""
+class Driver:
+    """What both drivers share: the transports, pending connects, ready servers and socket
+    watchers of one stack in one loop, and the hand-over of the connections' news to them.
+    Subclasses decide how the stack runs (:class:`StackDriver`: a device and a timer in a real-time
+    loop; :class:`SimDriver`: a host of a simulated network in synack.aio's virtual-time loop)."""
 
-    def __init__(self, stack: PumpStack, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, stack: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.stack = stack
         self.loop = loop
         self.closed = False
-        self._fd = stack.fileno()
         self._transports: dict[Connection, TcpTransport] = {}
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._ready: dict[Server, None] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._watchers: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._kick: asyncio.Handle | None = None
         self._in_service = False
-        self._writer = False
-        loop.add_reader(self._fd, self._on_readable)
 
     @property
     def host(self) -> Host:
-        return self.stack.host
+        return cast(Host, self.stack.host)
 
     def now(self) -> float:
-        return self.stack.now()
-
-    # -- scheduling ---------------------------------------------------------------------------
+        return cast(float, self.stack.now())
 
     def kick(self) -> None:
         """Something changed on the user's side: flush (once) in this loop iteration."""
@@ -163,6 +166,125 @@ class StackDriver:
     def _on_kick(self) -> None:
         self._kick = None
         self._service()
+
+    def _service(self) -> None:
+        raise NotImplementedError
+
+    def listener_ready(self, server: Server) -> None:
+        """A listener of ``server`` has connections to accept."""
+        self._ready[server] = None
+        self.kick()
+
+    def wait_for(self, predicate: Callable[[], bool]) -> asyncio.Future[None]:
+        """A future done once ``predicate()`` holds (looked at after every service)."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._watchers.append((predicate, fut))
+        self.kick()
+        return fut
+
+    def _settle(self) -> None:
+        """Hand out news until there is none (bounded: a callback may cause more)."""
+        self._in_service = True
+        try:
+            for _ in range(8):
+                if not self._dispatch():
+                    break
+        finally:
+            self._in_service = False
+
+    def _dispatch(self) -> bool:
+        did = False
+        if self._ready:
+            servers = list(self._ready)
+            self._ready.clear()
+            for server in servers:
+                server._accept_ready()
+            did = True
+        if self._connecting:
+            for conn, fut in list(self._connecting.items()):
+                if conn.state not in _CONNECTING:
+                    del self._connecting[conn]
+                    did = True
+                    if not fut.done():
+                        _settle_connect(conn, fut)
+        if self._transports:
+            for conn, tr in list(self._transports.items()):
+                if conn.events:
+                    conn.drain_events()
+                    tr._context.run(tr._on_events)
+                    did = True
+        if self._watchers:
+            waiting = []
+            for pred, fut in self._watchers:
+                if fut.done():
+                    continue
+                if pred():
+                    fut.set_result(None)
+                    did = True
+                else:
+                    waiting.append((pred, fut))
+            self._watchers = waiting
+        return did
+
+    def _adopt(self, transport: TcpTransport) -> None:
+        self._transports[transport._conn] = transport
+        transport._conn.drain_events()
+        try:
+            transport._context.run(transport._protocol.connection_made, transport)
+        except BaseException as exc:
+            transport._fatal_exception(exc, "connection_made() failed")
+            if not isinstance(exc, Exception):
+                raise
+            return
+        transport._context.run(transport._on_events)
+        self.kick()
+
+    def _forget(self, transport: TcpTransport) -> None:
+        if self._transports.get(transport._conn) is transport:
+            del self._transports[transport._conn]
+
+    def fail_all(self, err: OSError) -> None:
+        """Every transport and pending connect of this driver fails with ``err``."""
+        for fut in self._connecting.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._connecting.clear()
+        for _, fut in self._watchers:
+            if not fut.done():
+                fut.set_exception(err)
+        self._watchers.clear()
+        for tr in list(self._transports.values()):
+            tr._force_close(err)
+
+    def detach(self) -> None:
+        """Stop driving the stack (the loop keeps nothing of it)."""
+        self.closed = True
+        if self._kick is not None:
+            self._kick.cancel()
+            self._kick = None
+
+
+def _settle_connect(conn: Connection, fut: asyncio.Future[None]) -> None:
+    if conn.state is State.CLOSED:
+        err = conn.error
+        if err is not None and not isinstance(err, ConnectionAborted):
+            fut.set_exception(to_oserror(err))
+        else:
+            fut.set_exception(OSError(errno.ECONNABORTED, os.strerror(errno.ECONNABORTED)))
+    else:
+        fut.set_result(None)
+
+
+class StackDriver(Driver):
+    """Runs a pump stack inside a real-time event loop (see the module documentation)."""
+
+    def __init__(self, stack: PumpStack, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(stack, loop)
+        self._fd = stack.fileno()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._writer = False
+        loop.add_reader(self._fd, self._on_readable)
 
     def _on_readable(self) -> None:
         if self.stack.closed:
@@ -195,16 +317,10 @@ class StackDriver:
         if self.stack.closed:
             self._stack_gone()
             return
-        self._in_service = True
-        try:
-            for _ in range(8):  # a callback may cause more news; settle (bounded)
-                if not self._dispatch():
-                    break
+        self._settle()
+        ok = self.stack.transmit()
+        if self._dispatch():  # sending never changes what users see, but be sure
             ok = self.stack.transmit()
-            if self._dispatch():  # sending never changes what users see, but be sure
-                ok = self.stack.transmit()
-        finally:
-            self._in_service = False
         if not ok and not self._writer:
             self.loop.add_writer(self._fd, self._on_writable)
             self._writer = True
@@ -222,81 +338,23 @@ class StackDriver:
             delay = max(d - self.stack.now(), 0.0)
             self._timer = self.loop.call_at(self.loop.time() + delay, self._on_timer)
 
-    def _dispatch(self) -> bool:
-        did = False
-        if self._ready:
-            servers = list(self._ready)
-            self._ready.clear()
-            for server in servers:
-                server._accept_ready()
-            did = True
-        if self._connecting:
-            for conn, fut in list(self._connecting.items()):
-                if conn.state not in _CONNECTING:
-                    del self._connecting[conn]
-                    did = True
-                    if fut.done():
-                        continue
-                    if conn.state is State.CLOSED:
-                        err = conn.error
-                        if err is not None and not isinstance(err, ConnectionAborted):
-                            fut.set_exception(to_oserror(err))
-                        else:
-                            fut.set_exception(OSError(errno.ECONNABORTED, os.strerror(errno.ECONNABORTED)))
-                    else:
-                        fut.set_result(None)
-        if self._transports:
-            for conn, tr in list(self._transports.items()):
-                if conn.events:
-                    conn.drain_events()
-                    tr._on_events()
-                    did = True
-        return did
-
-    # -- membership ---------------------------------------------------------------------------
-
-    def _adopt(self, transport: TcpTransport) -> None:
-        self._transports[transport._conn] = transport
-        transport._conn.drain_events()
-        try:
-            transport._protocol.connection_made(transport)
-        except BaseException as exc:
-            transport._fatal_exception(exc, "connection_made() failed")
-            if not isinstance(exc, Exception):
-                raise
-            return
-        transport._on_events()
-        self.kick()
-
-    def _forget(self, transport: TcpTransport) -> None:
-        if self._transports.get(transport._conn) is transport:
-            del self._transports[transport._conn]
-
     def _stack_gone(self) -> None:
         """The stack was closed under us: every transport and pending connect fails."""
         self.detach()
-        err = OSError(errno.ENETDOWN, "the synack stack was closed")
-        for fut in self._connecting.values():
-            if not fut.done():
-                fut.set_exception(err)
-        self._connecting.clear()
-        for tr in list(self._transports.values()):
-            tr._force_close(err)
+        self.fail_all(OSError(errno.ENETDOWN, "the synack stack was closed"))
 
     def detach(self) -> None:
-        """Stop watching the stack (the loop keeps nothing of it)."""
         if self.closed:
             return
-        self.closed = True
+        super().detach()
         if not self.loop.is_closed():
             self.loop.remove_reader(self._fd)
             if self._writer:
                 self.loop.remove_writer(self._fd)
         self._writer = False
-        for h in (self._timer, self._kick):
-            if h is not None:
-                h.cancel()
-        self._timer = self._kick = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if _drivers.get(self.stack) is self:
             del _drivers[self.stack]
 
@@ -304,19 +362,65 @@ class StackDriver:
         return f"<StackDriver {self.stack!r} transports={len(self._transports)}>"
 
 
-# One driver per stack (keyed weakly: a stack that goes away takes its driver with it).
+class SimDriver(Driver):
+    """Runs one host of a simulated network inside synack.aio's virtual-time loop. The loop's
+    selector moves the network (and its clock) and asks :meth:`has_news` after every event; a
+    service hands the news out and flushes what the user's calls left to send."""
+
+    def _service(self) -> None:
+        if self.closed:
+            return
+        self._settle()
+        self.stack.flush()
+
+    def listener_ready(self, server: Server) -> None:
+        # Called while the network runs — possibly by another thread advancing the shared clock:
+        # only note it; the loop's selector sees has_news() and schedules the service.
+        self._ready[server] = None
+
+    def has_news(self) -> bool:
+        """Something for the user's side: a server to accept on, a connect settled, a
+        connection's event, a watcher's condition."""
+        if self._ready:
+            return True
+        for conn in self._connecting:
+            if conn.state not in _CONNECTING:
+                return True
+        for conn in self._transports:
+            if conn.events:
+                return True
+        return any(pred() for pred, _ in self._watchers)
+
+    def __repr__(self) -> str:
+        return f"<SimDriver {self.stack!r} transports={len(self._transports)}>"
+
+
+# One driver per pump stack (keyed weakly: a stack that goes away takes its driver with it).
 _drivers: weakref.WeakKeyDictionary[Any, StackDriver] = weakref.WeakKeyDictionary()
 
 
-def driver_for(stack: PumpStack, loop: asyncio.AbstractEventLoop | None = None) -> StackDriver:
+def driver_for(stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> Driver:
     """The driver running ``stack`` in ``loop`` (default: the running loop), made on first use.
-    A driver left behind by an earlier loop is detached and replaced."""
+    A synack.aio loop supplies its own (``loop.synack_driver``: a simulated host needs the
+    virtual-time loop). A driver left behind by an earlier loop that has stopped is replaced;
+    one whose loop still runs in another thread is an error."""
     if loop is None:
         loop = asyncio.get_running_loop()
+    own = getattr(loop, "synack_driver", None)
+    if own is not None:
+        return cast(Driver, own(stack))
+    if isinstance(stack, SimStack):
+        raise RuntimeError(f"host {stack.name!r} is on a simulated network, whose clock is virtual: it runs "
+                           f"only in synack.aio's virtual-time loop — synack.aio.run(main(), net) or "
+                           f"asyncio.Runner(loop_factory=synack.aio.loop_factory(net)), "
+                           f"not {type(loop).__name__}")
     drv = _drivers.get(stack)
     if drv is not None and drv.loop is loop and not drv.closed:
         return drv
     if drv is not None:
+        if drv.loop.is_running() and not drv.closed:
+            raise RuntimeError(f"{stack!r} is driven by another event loop that is still running "
+                               f"({drv.loop!r}); a stack runs in one loop at a time")
         drv.detach()
     if stack.closed:
         raise OSError(errno.ENETDOWN, "the synack stack is closed")
@@ -333,7 +437,7 @@ def driver_for(stack: PumpStack, loop: asyncio.AbstractEventLoop | None = None) 
 class TcpTransport(asyncio.Transport):
     """An ``asyncio.Transport`` over one synack :class:`Connection`."""
 
-    def __init__(self, driver: StackDriver, conn: Connection, protocol: asyncio.BaseProtocol,
+    def __init__(self, driver: Driver, conn: Connection, protocol: asyncio.BaseProtocol,
                  server: Server | None = None) -> None:
         super().__init__({
             "peername": _name(conn.remote_addr, conn.remote_port),
@@ -359,6 +463,16 @@ class TcpTransport(asyncio.Transport):
         self._lost_scheduled = False
         self._lost = False
         self._lost_writes = 0
+        # Protocol callbacks run in the context the transport was made in (the server's, or the
+        # connecting task's): tasks they start inherit it, e.g. which synack host they run on.
+        self._context = contextvars.copy_context()
+
+    def _check_thread(self) -> None:
+        """A transport belongs to its loop's thread (as asyncio's own do, checked always)."""
+        tid = getattr(self._loop, "_thread_id", None)
+        if tid is not None and tid != threading.get_ident():
+            raise RuntimeError(f"{self!r} was used from thread {threading.current_thread().name!r}, but its "
+                               f"event loop runs in another thread: use loop.call_soon_threadsafe()")
 
     def __repr__(self) -> str:
         c = self._conn
@@ -506,7 +620,7 @@ class TcpTransport(asyncio.Transport):
         if self._closing or not self._reading_paused:
             return
         self._reading_paused = False
-        self._loop.call_soon(self._resume)
+        self._loop.call_soon(self._resume, context=self._context)
 
     def _resume(self) -> None:
         if self._lost_scheduled or self._reading_paused or self._closing:
@@ -517,6 +631,7 @@ class TcpTransport(asyncio.Transport):
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_thread()
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
         if self._eof_requested:
@@ -555,6 +670,7 @@ class TcpTransport(asyncio.Transport):
 
     def write_eof(self) -> None:
         """Half-close: our FIN goes after everything written; reading goes on."""
+        self._check_thread()
         if self._closing or self._eof_requested:
             return
         self._eof_requested = True
@@ -567,6 +683,7 @@ class TcpTransport(asyncio.Transport):
 
     def close(self) -> None:
         """Stop reading, send what is buffered and then the FIN; ``connection_lost(None)`` follows."""
+        self._check_thread()
         if self._closing:
             return
         self._closing = True
@@ -574,6 +691,7 @@ class TcpTransport(asyncio.Transport):
 
     def abort(self) -> None:
         """Reset the connection (RST) and drop what is buffered."""
+        self._check_thread()
         self._force_close(None)
 
     def _force_close(self, exc: Exception | None) -> None:
@@ -599,7 +717,7 @@ class TcpTransport(asyncio.Transport):
     def _schedule_lost(self, exc: Exception | None) -> None:
         self._lost_scheduled = True
         self._closing = True
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
     def _call_connection_lost(self, exc: Exception | None) -> None:
         if self._lost:
@@ -653,7 +771,7 @@ class _ListenerName:
 class Server(asyncio.AbstractServer):
     """A listening synack port serving ``protocol_factory`` (like ``asyncio.Server``)."""
 
-    def __init__(self, driver: StackDriver, reservation: Reservation, protocol_factory: ProtocolFactory,
+    def __init__(self, driver: Driver, reservation: Reservation, protocol_factory: ProtocolFactory,
                  backlog: int, config: Config | None) -> None:
         self._driver = driver
         self._loop = driver.loop
@@ -668,6 +786,7 @@ class Server(asyncio.AbstractServer):
         self._transports: dict[TcpTransport, None] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._serving_forever: asyncio.Future[None] | None = None
+        self._context = contextvars.copy_context()  # the protocols and their tasks run in it
 
     def __repr__(self) -> str:
         return f"<synack Server {self._addr or '*'}:{self._port} serving={self.is_serving()}>"
@@ -710,28 +829,31 @@ class Server(asyncio.AbstractServer):
             self._on_ready(lst)
 
     def _on_ready(self, _lst: Listener) -> None:
-        self._driver._ready[self] = None
-        self._driver.kick()
+        self._driver.listener_ready(self)
 
     def _accept_ready(self) -> None:
         lst = self._listener
         if lst is None or lst.closed:
             return
-        driver = self._driver
         while lst.pending:
             conn = lst.accept()
             if conn is None:
                 break
-            try:
-                protocol = self._factory()
-            except Exception as exc:
-                conn.abort(driver.now(), why="protocol factory failed")
-                self._loop.call_exception_handler({
-                    "message": "synack server: protocol factory failed", "exception": exc, "server": self})
-                continue
-            tr = TcpTransport(driver, conn, protocol, self)
-            self._transports[tr] = None
-            driver._adopt(tr)
+            self._context.run(self._serve, conn)
+
+    def _serve(self, conn: Connection) -> None:
+        """One accepted connection: its protocol and transport (in the server's context)."""
+        driver = self._driver
+        try:
+            protocol = self._factory()
+        except Exception as exc:
+            conn.abort(driver.now(), why="protocol factory failed")
+            self._loop.call_exception_handler({
+                "message": "synack server: protocol factory failed", "exception": exc, "server": self})
+            return
+        tr = TcpTransport(driver, conn, protocol, self)
+        self._transports[tr] = None
+        driver._adopt(tr)
 
     def _detach(self, transport: TcpTransport) -> None:
         self._transports.pop(transport, None)
@@ -835,6 +957,14 @@ async def create_connection(stack: PumpStack, protocol_factory: ProtocolFactory,
             conn.abort(driver.now(), why="connect cancelled")
             driver.kick()
         raise
+    return await adopt_connection(stack, protocol_factory, conn)
+
+
+async def adopt_connection(stack: Any, protocol_factory: ProtocolFactory,
+                           conn: Connection) -> tuple[TcpTransport, asyncio.BaseProtocol]:
+    """A transport (and a new protocol) over a connection that already exists on ``stack``
+    (``loop.connect_accepted_socket`` with a :class:`synack.sockets.Socket`)."""
+    driver = driver_for(stack)
     protocol = protocol_factory()
     transport = TcpTransport(driver, conn, protocol)
     driver._adopt(transport)

@@ -13,12 +13,30 @@ netlink with pyroute2 (``IPRoute``, or ``IPRoute(netns=...)`` inside a namespace
 running ``ip``. :class:`TunStack` drives the host in real time (``time.monotonic()``): one step
 of its loop reads every packet the device has ready, feeds them to ``Host.receive``, fires due
 timers, and writes ``Host.packets_to_send``; when nothing is ready it sleeps in ``poll`` until
-the device is readable or the host's next deadline. The loop runs only inside
-:meth:`TunStack.wait_until` (and :meth:`TunStack.flush`): the thread that uses synack's
-blocking sockets is the thread that drives the stack, as in the simulator, so there is no
-locking and no background thread. While nobody waits, packets queue in the device (up to its
-``txqueuelen``) and timers are late — call ``wait_until`` (or :meth:`TunStack.run_for`) to let
-time pass.
+the device is readable or the host's next deadline. The driver is the IP layer's receive path
+too: it hands the host TCP segments and the ICMP/ICMPv6 errors that quote them, and drops (and
+counts) every other packet the kernel sends into the device.
+
+Threads
+-------
+The loop runs inside :meth:`TunStack.wait_until` (and :meth:`TunStack.flush`), in the thread
+that waits: with one thread using synack's blocking sockets, that thread drives the stack, as in
+the simulator, and pays no thread switch. Any number of threads may share a stack: one lock
+(``TunStack.lock``, re-entrant) serialises everything that touches the host; the first thread
+to wait *drives* — it sleeps in ``poll`` with the lock let go — and the others sleep on an event
+each until the driver, after every step, finds their predicate true; when the driver's own wait
+ends it hands the driving to the longest-waiting thread. This "leader/followers" arrangement was
+measured against a thread of the stack's own that always drives (``background=True``, kept as an
+option): equal with 8 and 50 threads, while with one thread the stack thread's switch per wait
+cost 20 % of the throughput and 13 % more CPU per MB (``bench/bench_tun.py --threads``). The lock
+is a plain ``threading.RLock``: a Python lock class cost 4 % of blocking-socket lifecycles per
+CPU second (``bench/bench_lifecycles.py``). While nobody waits, packets queue in the
+device (up to its ``txqueuelen``) and timers are late — call ``wait_until`` (or
+:meth:`TunStack.run_for`) to let time pass, or use ``background=True``.
+
+A device deleted under a running stack (``ip link del``: its fd's reads and writes fail with
+EBADFD, ``poll`` reports POLLERR) closes the stack with :attr:`TunStack.error` saying so, at the
+first read — never a loop spinning on the dead descriptor.
 
 Network namespaces
 ------------------
@@ -75,18 +93,21 @@ import ctypes
 import errno
 import fcntl
 import ipaddress
+import math
 import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from synack.core.connection import Config
 from synack.core.host import Host, HostTracer
+from synack.core.records import State
 from synack.core.wire import Segment, build_packet, internet_checksum
 from synack.pcap import PcapWriter
 
@@ -95,6 +116,7 @@ __all__ = [
     "TunError",
     "TunStack",
     "create_netns",
+    "device_owners",
     "in_netns",
     "netns_socket",
     "remove_netns",
@@ -247,6 +269,20 @@ def _interface(spec: str) -> tuple[str, int]:
     return str(iface.ip), iface.network.prefixlen
 
 
+def _owners_hint(name: str) -> str:
+    """Who holds the device, for the EBUSY message (a synack still closing its connections in
+    the background keeps its device until they are all CLOSED)."""
+    try:
+        owners = device_owners(name)
+    except OSError:
+        return ""
+    if not owners:
+        return ""
+    who = ", ".join(f"process {pid} ({cmd[:100]})" for pid, cmd in owners)
+    return (f" by {who}; a synack that is finishing its connections (TIME-WAIT) keeps its device "
+            f"until they are closed: wait, 'kill' it to reset them now, or use another --tun")
+
+
 class TunDevice:
     """A TUN interface (raw IP, no PI header) opened non-blocking, optionally inside a namespace.
 
@@ -300,7 +336,7 @@ class TunDevice:
                 if exc.errno in (errno.EPERM, errno.EACCES):
                     msg = "creating a TUN device needs root or CAP_NET_ADMIN"
                 elif exc.errno == errno.EBUSY:
-                    msg = f"interface {self.name} exists and is in use"
+                    msg = f"interface {self.name} exists and is in use{_owners_hint(self.name)}"
                 else:
                     msg = f"TUNSETIFF failed: {exc.strerror}"
                 raise TunError(exc.errno, f"cannot create TUN device {self.name}: {msg}") from None
@@ -505,10 +541,95 @@ def _to_vnet(packets: list[bytes]) -> list[bytes]:
         i = j
     return out
 
+# ---------------------------------------------------------------------------------------------
+# Threads: the stack's lock and its waiters
+# ---------------------------------------------------------------------------------------------
+
+
+class _Suspendable(Protocol):
+    """What ``threading.Condition`` uses of an ``RLock`` to let it go whatever its depth while it
+    waits, and to take it back at that depth (CPython's ``_thread.RLock``)."""
+
+    def _release_save(self) -> Any: ...
+
+    def _acquire_restore(self, state: Any, /) -> None: ...
+
+
+class _Waiter:
+    """A thread in :meth:`TunStack.wait_until` while another thread drives: the driver sets
+    ``event`` when ``predicate`` holds (or to hand over the driving)."""
+
+    __slots__ = ("event", "predicate")
+
+    def __init__(self, predicate: Callable[[], bool]) -> None:
+        self.predicate = predicate
+        self.event = threading.Event()
+
+
+def device_owners(name: str) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes holding TUN device ``name`` open in the calling
+    thread's network namespace (from ``/proc/PID/fdinfo``: a TUN fd shows ``iff: NAME``)."""
+    here = _netns_inode("thread-self")
+    found: list[tuple[int, str]] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or _netns_inode(entry) != here:
+            continue
+        with contextlib.suppress(OSError):
+            fds = os.listdir(f"/proc/{entry}/fdinfo")
+            for fd in fds:
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/fdinfo/{fd}") as f:
+                    if f"iff:\t{name}\n" in f.read():
+                        with open(f"/proc/{entry}/cmdline", "rb") as c:
+                            cmd = c.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                        found.append((int(entry), cmd))
+                        break
+    return found
+
+
+def _netns_inode(pid: str) -> int:
+    """The inode of a process's network namespace (-1 when it cannot be read): equal inodes,
+    same namespace."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return -1
+
 
 # ---------------------------------------------------------------------------------------------
 # The driver
 # ---------------------------------------------------------------------------------------------
+
+# Packets the driver hands to the host: TCP (IPv6 also behind the extension headers hop-by-hop,
+# routing and destination options, which the host walks), and ICMP/ICMPv6 *errors* — destination
+# unreachable, source quench, time exceeded, parameter problem; ICMPv6 also packet too big —
+# which quote one of its segments (RFC 9293 MUST-54..56, RFC 5927). Everything else (router
+# solicitations, MLD reports, UDP, echo requests) is the IP layer's business: counted, dropped.
+_ICMP4_ERRORS: Final = frozenset((3, 4, 11, 12))
+_ICMP6_ERRORS: Final = frozenset((1, 2, 3, 4))
+_IP6_TCP: Final = frozenset((6, 0, 43, 60))
+# A read or write of a TUN fd whose interface was deleted fails with EBADFD.
+_DEVICE_GONE: Final = frozenset((errno.EBADFD, errno.ENODEV))
+_NEVER: Final = math.inf
+_LONGEST_SLEEP: Final = 3600.0
+
+
+def _to_host(pkt: bytes | memoryview) -> int:
+    """0 when the packet is not the host's business, 1 for TCP, 2 for an ICMP error."""
+    if len(pkt) < 20:
+        return 0
+    v = pkt[0] >> 4
+    if v == 4:
+        proto = pkt[9]
+        if proto == 6:
+            return 1
+        ihl = (pkt[0] & 0x0F) * 4
+        return 2 if proto == 1 and len(pkt) > ihl and pkt[ihl] in _ICMP4_ERRORS else 0
+    if v == 6 and len(pkt) >= 40:
+        nxt = pkt[6]
+        if nxt in _IP6_TCP:
+            return 1
+        return 2 if nxt == 58 and len(pkt) > 40 and pkt[40] in _ICMP6_ERRORS else 0
+    return 0
 
 
 class TunStack:
@@ -536,6 +657,17 @@ class TunStack:
     is unchanged; only the number of segments and packets crossing the device is not. Off by
     default so that every segment is seen as it is on a wire (and in the pcap).
     ``stats()["tso_segments_out"]`` counts the TSO segments.
+
+    Threads (see the module documentation): every method may be called from any thread;
+    :attr:`lock`, a ``threading.RLock`` that a waiting thread lets go whatever its depth,
+    serialises everything that touches the host — calls into ``host`` and its connections made
+    while another thread may be driving belong inside ``with stack.lock:``. The thread that waits
+    drives the loop; with ``background=True`` a thread of the stack's own drives it all the time
+    instead, so timers fire on time and packets are read while no thread waits.
+
+    A device deleted under a running stack (``ip link del``) closes the stack: :attr:`error`
+    says what happened, :meth:`wait_until` raises it (a :class:`TunError`, ENODEV), the
+    callbacks of :meth:`add_close_callback` run, and nothing spins on the dead descriptor.
     """
 
     READ_BATCH: Final = 512
@@ -544,7 +676,8 @@ class TunStack:
                  kernel_addresses: Iterable[str] = ("10.77.0.1/24", "fd77::1/64"),
                  ifname: str = "synack0", netns: str | None = None, mtu: int = 1500,
                  config: Config | None = None, name: str = "synack", pcap: str | PcapWriter | None = None,
-                 host: Host | None = None, tracer: HostTracer | None = None, offload: bool = False) -> None:
+                 host: Host | None = None, tracer: HostTracer | None = None, offload: bool = False,
+                 background: bool = False) -> None:
         self.device = TunDevice(ifname, netns=netns, kernel_addresses=kernel_addresses, mtu=mtu,
                                 offload=offload)
         self.offload = offload
@@ -567,6 +700,18 @@ class TunStack:
         self._pending: deque[bytes] = deque()
         self.counters: Counter[str] = Counter()
         self.closed = False
+        self.error: TunError | None = None
+        self.lock = threading.RLock()
+        self._suspendable = cast(_Suspendable, self.lock)
+        self._waiters: list[_Waiter] = []
+        self._driver: int | None = None  # the thread running the loop (in wait_until)
+        self._driver_pred: Callable[[], bool] | None = None
+        self._asleep_until = _NEVER  # when the driver, asleep in poll, wakes by itself
+        self._on_close: list[Callable[[TunError | None], None]] = []
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._background, name=f"synack-{ifname}", daemon=True)
+            self._thread.start()
 
     # -- the adapter interface ----------------------------------------------------------------
 
@@ -576,45 +721,62 @@ class TunStack:
     def flush(self) -> None:
         """Send whatever the host has to send now (after a user call), and take in what the
         device already holds, without waiting."""
-        self._step(0.0)
+        with self.lock:
+            self._step(0.0)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         """Run the loop until ``predicate()`` is true (→ True) or ``timeout`` seconds of real time
-        have passed (→ False). ``None`` waits without limit."""
-        if predicate():
-            return True
-        if self.closed:
-            raise TunError(errno.EBADF, "the TUN stack is closed")
-        mono = time.monotonic
-        end = None if timeout is None else mono() + timeout
-        host = self.host
-        self._step(0.0)
-        while not predicate():
-            now = mono()
-            limit = 3600.0 if end is None else end - now
-            if limit <= 0:
-                return False
-            d = host.next_deadline()
-            if d is not None and d - now < limit:
-                limit = max(d - now, 0.0)
-            self._step(limit)
-        return True
+        have passed (→ False). ``None`` waits without limit. With another thread driving, sleep
+        until it finds ``predicate()`` true. Raises :class:`TunError` if the stack is (or gets)
+        closed — :attr:`error` when the device disappeared. ``predicate`` is always called
+        with :attr:`lock` held (by whichever thread is driving, after each of its steps)."""
+        with self.lock:
+            if predicate():
+                return True
+            self._check_open()
+            end = None if timeout is None else time.monotonic() + timeout
+            try:
+                self._step(0.0)
+                while not predicate():
+                    self._check_open()
+                    if end is not None and time.monotonic() >= end:
+                        return False
+                    if self._driver is None:
+                        self._drive(predicate, end)
+                    else:
+                        self._follow(predicate, end)
+                return True
+            finally:
+                if self._driver is None and self._waiters:
+                    self._waiters[0].event.set()  # somebody must drive: the longest waiting
 
     def wakeup(self) -> None:
-        """Make a ``wait_until`` that sleeps in another thread check its predicate now (for
-        predicates that depend on something other than the network, e.g. a helper thread)."""
-        if not self.closed:
+        """Make every thread waiting in ``wait_until`` check its predicate now (for predicates
+        that depend on something other than the network, e.g. a helper thread). Takes no lock,
+        so a signal handler may call it (while its thread drives or does not wait)."""
+        if self.closed:
+            return
+        with contextlib.suppress(OSError):  # closed meanwhile
             os.eventfd_write(self._wake, 1)
+        for w in list(self._waiters):
+            w.event.set()
 
     def run_for(self, seconds: float) -> None:
         """Let ``seconds`` of real time pass with the stack running."""
         self.wait_until(lambda: False, seconds)
 
+    def add_close_callback(self, callback: Callable[[TunError | None], None]) -> None:
+        """Call ``callback(error)`` once when the stack closes — ``error`` is None after
+        :meth:`close`, the :class:`TunError` when the device disappeared. It runs in the
+        thread that closes the stack, with :attr:`lock` held."""
+        self._on_close.append(callback)
+
     # -- the non-blocking pump (for an event loop: see synack.streams) ------------------------
     # An event loop watches ``fileno()`` for input and keeps one timer at
     # ``host.next_deadline()``; it calls ``process_readable()`` when the device is readable,
     # ``process_timers()`` when the timer fires, and ``transmit()`` after either and after every
-    # user call. None of them ever waits.
+    # user call. None of them ever waits. A device that disappeared closes the stack (the loop's
+    # next call sees ``closed``).
 
     def fileno(self) -> int:
         """The device's file descriptor (non-blocking), to register with an event loop."""
@@ -622,47 +784,143 @@ class TunStack:
 
     def process_readable(self) -> int:
         """Feed every packet the device holds now to the host; returns how many were read."""
-        return 0 if self.closed else self._read_all()
+        with self.lock:
+            if self.closed:
+                return 0
+            n = self._read_all()
+            self._notify()
+            return n
 
     def process_timers(self) -> None:
         """Fire the host's timers that are due now."""
-        if self.closed:
-            return
-        now = time.monotonic()
-        d = self.host.next_deadline()
-        if d is not None and d <= now:
-            self.host.handle_timeout(now)
+        with self.lock:
+            if self.closed:
+                return
+            now = time.monotonic()
+            d = self.host.next_deadline()
+            if d is not None and d <= now:
+                self.host.handle_timeout(now)
+                self._notify()
 
     def transmit(self) -> bool:
         """Write everything the host has to send now. False when the device's queue was full and
         packets wait (call again once the fd is writable)."""
-        if self.closed:
-            return True
-        self._write(self._output(time.monotonic()))
-        return not self._pending
+        with self.lock:
+            if self.closed:
+                return True
+            self._write(self._output(time.monotonic()))
+            self._notify()
+            return not self._pending
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def _check_open(self) -> None:
+        """Raise if the stack is closed: a fresh :class:`TunError` per caller (threads must not
+        share one exception object), :attr:`error`'s when the device disappeared."""
+        if self.closed:
+            err = self.error
+            raise TunError(err.errno, err.strerror) if err is not None else TunError(
+                errno.EBADF, "the TUN stack is closed")
+
+    def _drive(self, predicate: Callable[[], bool], end: float | None) -> None:
+        """Run the loop in this thread (which holds the lock; nobody else drives) until
+        ``predicate()`` or ``end``."""
+        self._driver = threading.get_ident()
+        self._driver_pred = predicate
+        mono = time.monotonic
+        host = self.host
+        try:
+            while not predicate():
+                now = mono()
+                limit = _LONGEST_SLEEP if end is None else end - now
+                if limit <= 0:
+                    return
+                d = host.next_deadline()
+                if d is not None and d - now < limit:
+                    limit = max(d - now, 0.0)
+                self._step(limit)
+                self._check_open()
+        finally:
+            self._driver = None
+            self._driver_pred = None
+
+    def _follow(self, predicate: Callable[[], bool], end: float | None) -> None:
+        """Sleep (the lock let go) until the driver finds ``predicate()`` true, hands the
+        driving over, the stack closes, or ``end``."""
+        waiter = _Waiter(predicate)
+        self._waiters.append(waiter)
+        try:
+            held = self._suspendable._release_save()
+            try:
+                waiter.event.wait(None if end is None else max(end - time.monotonic(), 0.0))
+            finally:
+                self._suspendable._acquire_restore(held)
+        finally:
+            self._waiters.remove(waiter)
+
+    def _background(self) -> None:
+        """The stack's own thread (``background=True``): the driver, until the stack closes;
+        every other thread's wait is a follower's."""
+        with self.lock, contextlib.suppress(TunError):
+            self._drive(lambda: self.closed, None)
+
     def _step(self, wait: float) -> None:
         """Read every packet that is ready (if none is, sleep up to ``wait`` seconds for one),
-        fire due timers, and write everything the host has to send."""
+        fire due timers, write everything the host has to send, and wake the waiters."""
         if self.closed:
             return
         got = self._read_all()
-        if not got and wait > 0 and not self._pending:
-            ready = self._poll.poll(max(int(wait * 1000 + 0.999), 1) if wait > 0.0005 else 0)
-            for fd, _ in ready:
-                if fd == self._wake:
-                    with contextlib.suppress(BlockingIOError):
-                        os.eventfd_read(self._wake)
-                else:
-                    self._read_all()
+        if not got and wait > 0 and not self._pending and not self.closed:
+            self._sleep(wait)
+        if self.closed:
+            return
         now = time.monotonic()
         host = self.host
         d = host.next_deadline()
         if d is not None and d <= now:
             host.handle_timeout(now)
         self._write(self._output(now))
+        if self._waiters or self._asleep_until != _NEVER:
+            self._notify()
+
+    def _sleep(self, wait: float) -> None:
+        """Sleep in ``poll`` (the lock let go) until the device is readable, someone wakes us,
+        or ``wait`` seconds; then read what arrived."""
+        self._asleep_until = time.monotonic() + wait
+        held = self._suspendable._release_save()
+        try:
+            ready = self._poll.poll(max(int(wait * 1000 + 0.999), 1) if wait > 0.0005 else 0)
+        finally:
+            self._suspendable._acquire_restore(held)
+            self._asleep_until = _NEVER
+        if self.closed:
+            return
+        for fd, _ in ready:
+            if self.closed:
+                return
+            if fd == self._wake:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._wake)
+            else:
+                self._read_all()  # POLLERR too: a deleted device shows up as a failed read
+
+    def _notify(self) -> None:
+        """After a step: wake each waiter whose predicate now holds, and the driver asleep in
+        ``poll`` when its own predicate holds or the host's next timer is due before it wakes."""
+        for w in self._waiters:
+            if not w.event.is_set():
+                try:
+                    ready = w.predicate()
+                except Exception:
+                    ready = True  # its own thread will meet the error
+                if ready:
+                    w.event.set()
+        until = self._asleep_until
+        if until != _NEVER and self._driver != threading.get_ident():
+            pred = self._driver_pred
+            d = self.host.next_deadline()
+            if (d is not None and d < until) or (pred is not None and pred()):
+                os.eventfd_write(self._wake, 1)
 
     def _read_all(self) -> int:
         fd = self.fd
@@ -674,6 +932,7 @@ class TunStack:
         now = time.monotonic()
         n = 0
         ignored = 0
+        icmp = 0
         pkt: bytes | memoryview
         while n < self.READ_BATCH:
             try:
@@ -683,6 +942,9 @@ class TunStack:
             except OSError as exc:
                 if exc.errno == errno.EINTR:
                     continue
+                if exc.errno in _DEVICE_GONE:
+                    self._gone()
+                    break
                 self.counters["tun_read_errors"] += 1
                 break
             n += 1
@@ -696,18 +958,18 @@ class TunStack:
                 pkt = memoryview(pkt)[_VNET_HDR.size:]
             elif pcap is not None:
                 pcap.write(pkt, time.time())
-            # Only TCP goes to the host: IPv4 protocol 6, or IPv6 next header 6 (extension
-            # headers are rare here; the host parses them). The kernel also sends IPv6 router
-            # solicitations and the like into the device; they are counted and dropped.
-            v = pkt[0] >> 4 if len(pkt) >= 20 else 0
-            if (v == 4 and pkt[9] == 6) or (v == 6 and pkt[6] in (6, 0, 43, 60)):
+            kind = _to_host(pkt)
+            if kind:
+                icmp += kind == 2
                 host.receive(pkt, now, checksum_verified=trusted)
             else:
                 ignored += 1
         if n:
             self.counters["packets_in"] += n
             if ignored:
-                self.counters["ignored_not_tcp"] += ignored
+                self.counters["ignored_not_tcp_icmp"] += ignored
+            if icmp:
+                self.counters["icmp_errors_in"] += icmp
         return n
 
     def _output(self, now: float) -> list[bytes]:
@@ -775,9 +1037,21 @@ class TunStack:
                 pending.extend(packets[i:])
                 break
             except OSError as exc:
+                if exc.errno in _DEVICE_GONE:
+                    self._gone()
+                    return
                 # EIO: the link is down (the cable is pulled) — the packet is lost, as on a wire.
                 self.counters[f"tun_write_{errno.errorcode.get(exc.errno or 0, 'error')}"] += 1
         self.counters["device_writes"] += len(packets)
+
+    def _gone(self) -> None:
+        """The device was deleted under us (its fd reads and writes EBADFD): close the stack with
+        an :attr:`error` that says so."""
+        lost = sum(1 for c in self.host.connections() if c.state is not State.CLOSED)
+        self.error = TunError(errno.ENODEV, f"the TUN device {self.device.name} disappeared (deleted with "
+                                            f"'ip link del'?); {lost} connection(s) lost")
+        self.counters["device_gone"] += 1
+        self.close()
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -786,18 +1060,26 @@ class TunStack:
         self.device.set_link(up)
 
     def close(self) -> None:
-        """Close the device (the kernel deletes the interface) and the pcap file."""
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(KeyError, ValueError):
-            self._poll.unregister(self.fd)
-        os.close(self._wake)
-        self.device.close()
-        if self.pcap is not None and self._own_pcap:
-            self.pcap.close()
-        elif self.pcap is not None:
-            self.pcap.flush()
+        """Close the device (the kernel deletes the interface) and the pcap file. Threads waiting
+        in :meth:`wait_until` wake and raise :class:`TunError`."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            os.eventfd_write(self._wake, 1)  # the driver, asleep in poll, wakes before the fds go
+            for w in self._waiters:
+                w.event.set()
+            with contextlib.suppress(KeyError, ValueError):
+                self._poll.unregister(self.fd)
+            os.close(self._wake)
+            self.device.close()
+            if self.pcap is not None and self._own_pcap:
+                self.pcap.close()
+            elif self.pcap is not None:
+                self.pcap.flush()
+            callbacks, self._on_close = self._on_close, []
+            for callback in callbacks:
+                callback(self.error)
 
     def __enter__(self) -> TunStack:
         return self
