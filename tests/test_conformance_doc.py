@@ -174,7 +174,11 @@ def names_in(filename: str) -> frozenset[str]:
 def xfail_in(filename: str) -> dict[str, str]:
     """The tests of one file marked ``xfail``: name -> "all" (the test is decorated with
     ``pytest.mark.xfail``) or "some" (some of its parameter cases carry the mark)."""
-    tree = ast.parse((TESTS / filename).read_text(encoding="utf-8"), filename)
+    return xfail_in_source((TESTS / filename).read_text(encoding="utf-8"), filename)
+
+
+def xfail_in_source(source: str, filename: str = "<test>") -> dict[str, str]:
+    tree = ast.parse(source, filename)
     marked: dict[str, str] = {}
     for node in tree.body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.name.startswith("test"):
@@ -294,10 +298,15 @@ def test_every_cited_test_exists() -> None:
 
 
 def test_xfail_markers_are_recognised() -> None:
-    marked = xfail_in("test_rfc5681.py")
-    assert marked.get("test_3_2_step_2_limited_transmit_segments_are_not_counted_in_ssthresh") == "all"
-    assert marked.get("test_4_3_ca_after_recovery_cwnd_at_most_ssthresh_and_congestion_avoidance") == "some"
-    assert "test_3_1_ssthresh_init_is_arbitrarily_high" not in marked
+    marked = xfail_in_source(
+        "import pytest\n"
+        "@pytest.mark.xfail(strict=True, reason='r')\n"
+        "def test_all() -> None: ...\n"
+        "@pytest.mark.parametrize('a', [pytest.param(1, marks=pytest.mark.xfail(strict=True)), 2])\n"
+        "def test_some(a: int) -> None: ...\n"
+        "@pytest.mark.parametrize('a', [1, 2])\n"
+        "def test_none(a: int) -> None: ...\n")
+    assert marked == {"test_all": "all", "test_some": "some"}
 
 
 @pytest.mark.parametrize("rid,ok", [("5681-3.1-IW", True), ("5681-3.2-4-LIMIT", True), ("5961-7", True),

@@ -164,11 +164,12 @@ def test_rfc6582_recover_starts_at_the_iss() -> None:
 
 def test_rfc6582_no_fast_retransmit_for_duplicates_of_data_sent_before_a_timeout() -> None:
     c = _in_flight(6)
-    # Nothing is acknowledged: at 2.0 the timer resends the first segment (recover = HighData,
-    # L(1 + 6 MSS)); the ACK of it moves SND.UNA one segment, then three duplicates follow —
-    # copies of segments sent before the timeout, which must not trigger a fast retransmit.
+    # Nothing is acknowledged: at 2.0 the timer resends the first segment (recover = the highest
+    # sequence number sent, L(6 MSS)); the ACK of it moves SND.UNA one segment, then three
+    # duplicates follow — copies of segments sent before the timeout, which must not trigger a
+    # fast retransmit.
     expect(c, at=2.0, segments=[out(L(1), R(1), 0, DATA[:MSS])])
-    assert c.snapshot()["recovery"]["recover"] == L(1 + 6 * MSS)
+    assert c.snapshot()["recovery"]["recover"] == L(6 * MSS)
     feed(c, seg(R(1), L(1 + MSS)), at=2.1)
     pull(c, 2.1)  # slow start from one segment resends the next two
     for k in range(3):
@@ -177,12 +178,25 @@ def test_rfc6582_no_fast_retransmit_for_duplicates_of_data_sent_before_a_timeout
     assert not c.snapshot()["recovery"]["recovering"]
 
 
-def test_rfc6582_fast_retransmit_once_the_ack_covers_more_than_recover() -> None:
+def test_rfc6582_no_fast_retransmit_in_the_first_window() -> None:
+    # recover = ISS; three duplicates of L(1) (ack_number - 1 = ISS) do not cover more than it.
     c = _in_flight(4)
     for k in range(3):
         feed(c, seg(R(1), L(1)), at=1.1 + k * 0.01)
     got = pull(c, 1.12)
-    assert got and got[0].seq == L(1) and len(got[0].payload) == MSS  # ACK L(1) > recover = ISS
+    assert not any(s.seq == L(1) for s in got)
+    assert not c.snapshot()["recovery"]["recovering"]
+    expect(c, at=2.0, segments=[out(L(1), R(1), 0, DATA[:MSS])])  # the timer repairs it
+
+
+def test_rfc6582_fast_retransmit_once_the_ack_covers_more_than_recover() -> None:
+    c = _in_flight(5)
+    feed(c, seg(R(1), L(1 + MSS)), at=1.05)  # one segment acknowledged: past recover = ISS
+    pull(c, 1.05)
+    for k in range(3):
+        feed(c, seg(R(1), L(1 + MSS)), at=1.1 + k * 0.01)
+    got = pull(c, 1.12)
+    assert got and got[0].seq == L(1 + MSS) and len(got[0].payload) == MSS
     assert c.snapshot()["recovery"]["recovering"]
 
 
@@ -204,9 +218,24 @@ def test_rfc3042_one_new_segment_for_each_of_the_first_two_duplicate_acks() -> N
     feed(c, seg(R(1), L(1)), at=1.11)
     expect(c, at=1.11, segments=[out(L(1 + 4 * MSS), R(1), 0, DATA[4 * MSS:5 * MSS])])
     assert c.cc.cwnd == cwnd  # unchanged
-    feed(c, seg(R(1), L(1)), at=1.12)  # the third: fast retransmit of the first segment
+    feed(c, seg(R(1), L(1)), at=1.12)  # the third: the first window, ack - 1 = ISS = recover
+    assert not any(s.seq == L(1) for s in pull(c, 1.12))  # no fast retransmit (RFC 6582 §3.2)
+
+
+def test_rfc3042_then_fast_retransmit_on_the_third_duplicate() -> None:
+    c = conn_established()
+    c.send(DATA[:9 * MSS], 1.0)
+    assert len(pull(c, 1.0)) == 3
+    feed(c, seg(R(1), L(1 + MSS)), at=1.05)  # slow start: cwnd 4, two more segments
+    assert len(pull(c, 1.05)) == 2
+    for k in range(2):
+        feed(c, seg(R(1), L(1 + MSS)), at=1.1 + k * 0.01)
+        assert [s.seq for s in pull(c, 1.1 + k * 0.01)] == [L(1 + (5 + k) * MSS)]  # limited transmit
+    feed(c, seg(R(1), L(1 + MSS)), at=1.12)
     got = pull(c, 1.12)
-    assert got[0].seq == L(1)
+    assert got and got[0].seq == L(1 + MSS)
+    # FlightSize without the two limited-transmit segments: 4 segments, ssthresh 2 (RFC 5681 §3.2)
+    assert c.cc.ssthresh == 2 * MSS
 
 
 def test_rfc3042_respects_the_receivers_window() -> None:

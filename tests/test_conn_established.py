@@ -569,16 +569,28 @@ def _three_segments_in_flight() -> tuple[Connection, bytes]:
 
 def test_newreno_third_duplicate_ack_triggers_fast_retransmit() -> None:
     c, data = _three_segments_in_flight()
+    feed(c, seg(R(1), L(1461)), at=1.05)  # the first segment arrives: past recover = ISS (RFC 6582)
+    pull(c, 1.05)
     for i in range(2):
-        feed(c, seg(R(1), L(1)), at=1.1 + i * 0.01)
+        feed(c, seg(R(1), L(1461)), at=1.1 + i * 0.01)
         expect_nothing(c, at=1.1 + i * 0.01)
-    feed(c, seg(R(1), L(1)), at=1.12)
-    expect(c, at=1.12, segments=[out(L(1), R(1), 0, data[:1460])])
-    # ssthresh = max(FlightSize / 2, 2 × SMSS) = 2190 → 2920; cwnd = ssthresh + 3 × SMSS
+    feed(c, seg(R(1), L(1461)), at=1.12)
+    expect(c, at=1.12, segments=[out(L(1461), R(1), 0, data[1460:2920])])
+    # ssthresh = max(FlightSize / 2, 2 × SMSS) = 1460 → 2920; cwnd = ssthresh + 3 × SMSS
     assert (c.cc.ssthresh, c.cc.cwnd) == (2920, 2920 + 3 * MSS)
     feed(c, seg(R(1), L(4381)), at=1.2)
     assert c.snapshot()["recovery"]["recovering"] is False
     assert c.snd_una == L(4381)
+
+
+def test_newreno_no_fast_retransmit_of_the_first_data_segment() -> None:
+    """RFC 6582 §3.2: recover starts at ISS, and duplicates of ISS+1 do not cover more than it:
+    the first data segment lost is repaired by the retransmission timer."""
+    c, data = _three_segments_in_flight()
+    for i in range(3):
+        feed(c, seg(R(1), L(1)), at=1.1 + i * 0.01)
+        expect_nothing(c, at=1.1 + i * 0.01)
+    expect(c, at=2.0, segments=[out(L(1), R(1), 0, data[:1460])])
 
 
 def test_newreno_duplicate_ack_with_data_or_window_change_is_not_counted() -> None:
@@ -593,15 +605,14 @@ def test_newreno_duplicate_ack_with_data_or_window_change_is_not_counted() -> No
 
 
 def test_newreno_partial_ack_retransmits_the_next_hole_at_once() -> None:
-    c = conn_established()
-    data = bytes(range(256)) * 18
-    c.send(data[:4380], 1.0)
-    pull(c, 1.0)
+    c, data = _three_segments_in_flight()
+    feed(c, seg(R(1), L(1461)), at=1.05)
+    pull(c, 1.05)
     for _ in range(3):
-        feed(c, seg(R(1), L(1)), at=1.1)
-    expect(c, at=1.1, segments=[out(L(1), R(1), 0, data[:1460])])
-    feed(c, seg(R(1), L(1461)), at=1.2)  # partial: the second segment was lost too
-    expect(c, at=1.2, segments=[out(L(1461), R(1), 0, data[1460:2920])])
+        feed(c, seg(R(1), L(1461)), at=1.1)
+    expect(c, at=1.1, segments=[out(L(1461), R(1), 0, data[1460:2920])])
+    feed(c, seg(R(1), L(2921)), at=1.2)  # partial: the third segment was lost too
+    expect(c, at=1.2, segments=[out(L(2921), R(1), PSH, data[2920:4380])])
     assert c.snapshot()["recovery"]["recovering"]
 
 

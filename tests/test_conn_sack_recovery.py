@@ -134,35 +134,35 @@ def test_several_holes_repaired_in_one_recovery_and_pipe_limits_sending() -> Non
     feed(c, seg(R(1), S(0), options=sack((1, 2), (4, 5))), at=0.2)
     expect(c, at=0.2, segments=[out(S(11), R(1), payload=data(11))])
     assert not recovery(c)["recovering"]
-    # Third: recovery. RecoveryPoint = HighData = S(12); cwnd = ssthresh = 12/2 MSS. S(0) at
-    # once; then pipe (S(0) again in flight, S(10) and S(11) not lost = 3 MSS) leaves room for
-    # the two other lost holes and one new segment.
+    # Third: recovery. RecoveryPoint = HighData = S(12); cwnd = ssthresh = 10/2 MSS — the two
+    # Limited Transmit segments are not part of FlightSize (RFC 6675 §5 (4.2), RFC 5681 §3.2).
+    # S(0) at once; then pipe (S(0) again in flight, S(10) and S(11) not lost = 3 MSS) leaves
+    # room for the two other lost holes.
     feed(c, seg(R(1), S(0), options=sack((1, 3), (4, 6), (7, 10))), at=0.3)
     expect(c, at=0.3, segments=[
         out(S(0), R(1), payload=data(0)),
         out(S(3), R(1), payload=data(3)),
         out(S(6), R(1), payload=data(6)),
-        out(S(12), R(1), payload=data(12)),
     ])
-    assert recovery(c)["recovery_point"] == S(12) and c.cc.cwnd == 6 * MSS
+    assert recovery(c)["recovery_point"] == S(12) and c.cc.cwnd == 5 * MSS
     # S(10) is SACKed: one segment left the network, exactly one new segment may enter.
     feed(c, seg(R(1), S(0), options=sack((1, 3), (4, 6), (7, 11))), at=0.31)
-    expect(c, at=0.31, segments=[out(S(13), R(1), payload=data(13))])
+    expect(c, at=0.31, segments=[out(S(12), R(1), payload=data(12))])
     # A DupAck that SACKs nothing new sends nothing.
     feed(c, seg(R(1), S(0), options=sack((1, 3), (4, 6), (7, 11))), at=0.315)
     expect_nothing(c, at=0.315)
     # The retransmissions arrive: partial ACKs move SND.UNA; each frees room for one segment.
     feed(c, seg(R(1), S(3), options=sack((4, 6), (7, 11))), at=0.32)
-    expect(c, at=0.32, segments=[out(S(14), R(1), payload=data(14))])
+    expect(c, at=0.32, segments=[out(S(13), R(1), payload=data(13))])
     feed(c, seg(R(1), S(6), options=sack((7, 11))), at=0.33)
-    expect(c, at=0.33, segments=[out(S(15), R(1), payload=data(15))])
+    expect(c, at=0.33, segments=[out(S(14), R(1), payload=data(14))])
     assert recovery(c)["recovering"]
     # The ACK of RecoveryPoint ends the recovery, without a timeout; three holes, three
     # retransmissions, each once.
     feed(c, seg(R(1), S(12)), at=0.34)
     assert not recovery(c)["recovering"] and recovery(c)["sacked"] == []
     assert c.stats[2] == 3
-    assert c.cc.cwnd == 6 * MSS
+    assert c.cc.cwnd == 5 * MSS
 
 
 def test_rescue_retransmission_once_per_recovery() -> None:
@@ -225,11 +225,12 @@ def test_without_sack_negotiated_sack_blocks_are_ignored() -> None:
 def test_sack_recovery_off_keeps_rfc5681_fast_retransmit() -> None:
     c = sending(SACK_CFG.with_(sack_recovery=False), segments=10)
     assert c.sack_ok
+    feed(c, seg(R(1), S(1), options=sack((2, 3))), at=0.05)  # S(0) arrived: past recover = ISS
     for t in (0.1, 0.2):
-        feed(c, seg(R(1), S(0), options=sack((1, 2))), at=t)
+        feed(c, seg(R(1), S(1), options=sack((2, 3))), at=t)
         expect_nothing(c, at=t)
-    feed(c, seg(R(1), S(0), options=sack((1, 2))), at=0.3)  # third pure duplicate ACK
-    expect(c, at=0.3, segments=[out(S(0), R(1), payload=data(0))])
+    feed(c, seg(R(1), S(1), options=sack((2, 3))), at=0.3)  # third pure duplicate ACK
+    expect(c, at=0.3, segments=[out(S(1), R(1), payload=data(1))])
     assert recovery(c)["algorithm"] == "newreno" and recovery(c)["recovering"]
 
 
@@ -248,10 +249,12 @@ def test_every_7th_segment_dropped_10mb_both_ways_sack_recovery_is_much_faster()
     check(with_sack)
     assert with_sack.client.sack_ok and with_sack.server.sack_ok
     assert with_sack.pipe.dropped[0] > 1000 and with_sack.pipe.dropped[1] > 1000
-    # Measured: about 764 virtual seconds without (1,357 before RFC 3042 Limited Transmit came to
-    # the path without SACK), about 101 with.
+    # Every 7th packet, retransmissions included: many fast retransmissions are lost too, and
+    # each such loss ends in a timeout that lowers ssthresh a second time (RFC 5681 §4.3, which
+    # Linux does not do). Measured: about 912 virtual seconds without SACK recovery, 615 with
+    # (764 and 101 when the timeout did not lower ssthresh again).
     assert without.pipe.now > 500
-    assert with_sack.pipe.now < 0.2 * without.pipe.now
+    assert with_sack.pipe.now < 0.8 * without.pipe.now
 
 
 def test_peer_that_negotiated_sack_but_sends_no_blocks_still_gets_fast_retransmit() -> None:

@@ -714,3 +714,35 @@ def test_refused_zero_window_probe_octet_is_sent_again_first() -> None:
     feed(c, seg(R(1), L(1), window=100), at=2.2)  # window update
     got = pull(c, 2.2)
     assert got and got[0].seq == L(1) and got[0].payload == b"abcdef"
+
+
+def test_probe_octet_refused_by_a_window_update_itself_is_sent_again_first() -> None:
+    """SHLD-16, when the window opens in the very ACK that answers the probe: SEG.ACK = SND.UNA
+    says the octet was not taken, so the data resumes at SND.UNA, not one octet after it (which
+    would leave a hole that only the retransmission timer fills)."""
+    c = conn_established()
+    feed(c, seg(R(1), L(1), window=0), at=0.5)
+    c.send(b"abcdef", 1.0)
+    expect_nothing(c, at=1.0)
+    fire(c, 2.0)
+    expect(c, at=2.0, segments=[out(L(1), R(1), 0, b"a")])
+    feed(c, seg(R(1), L(1), window=100), at=2.1)  # room now, but the probe octet was not taken
+    got = pull(c, 2.1)
+    assert got and got[0].seq == L(1) and got[0].payload == b"abcdef"
+
+
+def test_no_window_update_that_repeats_the_largest_field_without_scaling() -> None:
+    """Receiver SWS avoidance (§3.8.6.2.2) sends a window update when the window it can offer
+    grew by a step. Without window scaling the field says at most 65535: with a 256 KB buffer,
+    reads that free space the field cannot show send no update (each would repeat 65535)."""
+    cfg = PLAIN.with_(rcv_buf=256 * 1024, window_scaling=False)
+    c = conn_established(cfg)
+    assert c.rcv_wscale == 0
+    t = 1.0
+    for k in range(4):  # four 10,000-octet segments: the peer fills part of the 65535 window
+        feed(c, seg(R(1 + k * 10000), L(1), payload=b"d" * 10000), at=t)
+        pull(c, t)
+    # 40,000 octets buffered; free space (262,144 - 40,000) still exceeds 65535: reading changes
+    # nothing the 16-bit field can say beyond what the next ACK will say anyway.
+    assert c.receive(40000, t) is not None
+    expect_nothing(c, at=t)

@@ -142,6 +142,7 @@ class _Tcb:
     cc: CongestionController = field(default_factory=lambda: NewReno(1000))
     rtt: RttEstimator = field(default_factory=RttEstimator)
     now: float = 0.0
+    fin_seq: int | None = None
 
 
 def _dupack(tcb: _Tcb) -> Segment:
@@ -172,6 +173,10 @@ def test_rfc5681_duplicate_ack_definition() -> None:
     assert not rec.is_duplicate(tcb, _dupack(tcb), 0, True)  # carries data (or a FIN)
     assert not rec.is_duplicate(tcb, replace(_dupack(tcb), window=1000), 0, False)  # window update
     assert not rec.is_duplicate(_Tcb(snd_max=0, snd_nxt=0), _dupack(tcb), 0, False)  # nothing outstanding
+    fin_only = _Tcb(snd_max=1, snd_nxt=1, fin_seq=0)  # only our FIN is unacknowledged: no data
+    assert not rec.is_duplicate(fin_only, _dupack(fin_only), 0, False)
+    data_and_fin = _Tcb(snd_max=2, snd_nxt=2, fin_seq=1)
+    assert rec.is_duplicate(data_and_fin, _dupack(data_and_fin), 0, False)
     closed = _Tcb(snd_wnd=0)
     assert not rec.is_duplicate(closed, _dupack(closed), 0, False)
 
@@ -213,7 +218,7 @@ def test_rfc6582_full_ack_of_everything_leaves_two_segments() -> None:
 def test_rfc6582_recover_compared_modulo_2_32() -> None:
     una = (0x10 - 8000) & 0xFFFFFFFF
     tcb = _Tcb(snd_una=una, snd_max=0x10, snd_nxt=0x10)  # recover wraps past 2**32
-    rec = NewRenoRecovery(iss=(una - 1) & 0xFFFFFFFF)
+    rec = NewRenoRecovery(iss=(una - 2) & 0xFFFFFFFF)  # recover = ISS, below SND.UNA - 1
     _three_dupacks(tcb, rec)
     assert rec.recover == 0x10
     assert rec.on_advance(tcb, 1000, 0xFFFFFFF0, 8000, grow=True) is True  # before recover: partial

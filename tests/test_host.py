@@ -455,9 +455,11 @@ def test_rfc6528_isns_differ_per_tuple_and_key_and_grow_with_time() -> None:
     assert syn.flags == SYN and syn.seq == conn.iss == h1.isn(k1, 5.0)
 
 
-def _server_time_wait(pipe: Pipe[Host, Host]) -> tuple[Listener, Connection, Connection]:
-    """B's connection on port 80 ends in TIME-WAIT (B closes first)."""
-    lst = pipe.b.listen(80)
+def _server_time_wait(pipe: Pipe[Host, Host], *,
+                      reuseaddr: bool = False) -> tuple[Listener, Connection, Connection]:
+    """B's connection on port 80 ends in TIME-WAIT (B closes first); its listener, and so the
+    connection, with SO_REUSEADDR if asked."""
+    lst = pipe.b.listen(80, reuseaddr=reuseaddr)
     client, server = established(pipe)
     server.send(b"bye", pipe.now)
     server.close(pipe.now)
@@ -467,9 +469,20 @@ def _server_time_wait(pipe: Pipe[Host, Host]) -> tuple[Listener, Connection, Con
     return lst, client, server
 
 
-def test_bind_to_a_port_in_time_wait_fails_unless_reuseaddr() -> None:
+def test_bind_to_a_port_in_time_wait_needs_reuseaddr_on_both_sockets() -> None:
+    """L11 with Linux's rule: a socket binds beside a TIME-WAIT connection only when both set
+    SO_REUSEADDR (checked against the kernel: old without, new with -> EADDRINUSE)."""
     pipe = pair()
-    lst, _, server = _server_time_wait(pipe)
+    lst, _, server = _server_time_wait(pipe)  # the first server did not set SO_REUSEADDR
+    lst.close(pipe.now)
+    for reuse in (False, True):
+        with pytest.raises(AddressInUse):
+            pipe.b.bind("", 80, reuseaddr=reuse)
+    pipe.run(pipe.now + 2 * CFG.msl + 0.1)
+    assert server.state is State.CLOSED
+
+    pipe = pair()
+    lst, _, server = _server_time_wait(pipe, reuseaddr=True)
     lst.close(pipe.now)
     with pytest.raises(AddressInUse):
         pipe.b.listen(80)
@@ -489,8 +502,10 @@ def test_bind_to_a_port_in_time_wait_fails_unless_reuseaddr() -> None:
 
 def test_client_port_in_time_wait_bind_and_connect_rules() -> None:
     pipe = pair()
-    pipe.b.listen(80)
-    client, server = established(pipe, local_port=5000)
+    lst = pipe.b.listen(80)
+    client = pipe.a.connect(B, 80, pipe.now, local_port=5000, reuseaddr=True)
+    server = accept(pipe, lst)
+    pipe.run_until(lambda: client.state is State.ESTABLISHED, pipe.now + 30)
     client.close(pipe.now)
     pipe.run_until(lambda: server.receive(10, pipe.now) == b"", pipe.now + 5)
     server.close(pipe.now)
@@ -514,10 +529,9 @@ def test_two_listeners_on_one_port_always_conflict() -> None:
     for addr in ("", B, "10.0.0.3"):
         with pytest.raises(AddressInUse):
             host.listen(90, addr, reuseaddr=True)
-    # Linux: a bind with SO_REUSEADDR next to a SO_REUSEADDR listener succeeds, its listen fails.
-    res = host.bind(B, 90, reuseaddr=True)
+    # Linux (inet_csk_bind_conflict): a listener blocks even the bind() of a SO_REUSEADDR socket.
     with pytest.raises(AddressInUse):
-        host.listen(90, reservation=res)
+        host.bind(B, 90, reuseaddr=True)
     assert host.listen(91, B, reuseaddr=True).state is State.LISTEN
     with pytest.raises(AddressInUse):
         host.listen(91, "", reuseaddr=True)

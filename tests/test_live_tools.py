@@ -583,6 +583,8 @@ def test_time_wait_after_our_active_close_and_so_reuseaddr(ns: Namespace, stack:
     srv = _kernel_server(ns, 8100)
     ours = sockets.socket(stack)
     ours.settimeout(WAIT)
+    # Linux: SO_REUSEADDR shares a port with a TIME-WAIT connection only if both sockets set it.
+    ours.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
     ours.bind((S4, 40100))
     ours.connect((K4, 8100))
     theirs, _ = srv.accept()
@@ -611,7 +613,7 @@ def test_time_wait_after_our_active_close_and_so_reuseaddr(ns: Namespace, stack:
         reuse = sockets.socket(stack)
         reuse.settimeout(WAIT)
         reuse.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)
-        reuse.bind((S4, 40100))  # allowed: the only other user of the port is in TIME-WAIT
+        reuse.bind((S4, 40100))  # allowed: the only other user is in TIME-WAIT, and set it too
         reuse.connect((K4, 8100))  # same four-tuple: the TIME-WAIT connection makes way
         second, addr = srv.accept()
         second.settimeout(WAIT)

@@ -184,10 +184,6 @@ def test_8_prior_sack_information_is_ignored_after_a_timeout() -> None:
     assert [seq_diff(s.seq, L(1)) // MSS for s in got] == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 2018 §8: 'the first SACK block MUST report, at a minimum, the "
-                   "left and right edges of the newest segment' even if it is discarded; synack reports "
-                   "only blocks it holds, so a segment refused by the reassembly limit is not reported "
-                   "(first block: an older one)")
 def test_8_newest_reported_first_even_when_it_is_discarded() -> None:
     """2018-8-NEWEST: "The first SACK block MUST reflect the newest segment. Even if the newest
     segment is going to be discarded and the receiver has already discarded adjacent segments,
@@ -198,3 +194,18 @@ def test_8_newest_reported_first_even_when_it_is_discarded() -> None:
     held(c, 3001, 500, 1.1)
     ack = held(c, 5001, 500, 1.2)  # refused: the queue is full
     assert blocks(ack)[0] == (R(5001), R(5501))
+    assert (R(1001), R(1501)) in blocks(ack) and (R(3001), R(3501)) in blocks(ack)
+    assert c.snapshot()["out_of_order"] == 1000  # reported, not held
+
+
+def test_8_a_refused_segment_is_reported_once_not_for_ever() -> None:
+    """2018-8-NEWEST, the other side of it: the block of a refused segment is not data we hold.
+    Once a later segment arrives it is no longer the newest, and it is not reported again."""
+    c = receiver(CFG.with_(ooo_limit=1500))
+    held(c, 1001, 500, 1.0)
+    held(c, 3001, 500, 1.1)
+    ack = held(c, 5001, 600, 1.2)  # refused: 1600 octets would be held
+    assert blocks(ack)[0] == (R(5001), R(5601))
+    ack = held(c, 3501, 500, 1.3)  # accepted: 1500 octets held
+    assert (R(5001), R(5501)) not in blocks(ack)
+    assert blocks(ack)[0] == (R(3001), R(4001))

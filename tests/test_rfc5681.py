@@ -181,9 +181,6 @@ def test_3_1_lw_after_a_timeout_one_segment_then_slow_start() -> None:
     assert [index(s) for s in pull(c, 2.2)] == [3, 4, 5]  # one ACK of two segments: +1 SMSS
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 5681 §3.1: on a smaller path MSS 'cwnd SHOULD be reduced by "
-                   "the ratio of the old segment size to the new segment size'; synack lowers snd_mss "
-                   "but keeps cwnd in octets, so 27 small segments leave at once instead of 10")
 def test_3_1_pmtu_a_smaller_mss_shrinks_cwnd_by_the_ratio() -> None:
     """5681-3.1-PMTU: "When initial congestion windows of more than one segment are implemented
     along with Path MTU Discovery [RFC1191], and the MSS being used is found to be too large,
@@ -295,9 +292,6 @@ def test_3_2_step_5_new_data_leaves_once_the_inflated_window_allows() -> None:
     expect(c, at=1.16, segments=[out(S(12), R(1), 0, DATA[12 * MSS:13 * MSS])])
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 5681 §3.2 step 2: data sent by limited transmit MUST NOT "
-                   "be counted in FlightSize for ssthresh; synack halves snd_max - snd_una, which "
-                   "includes the two limited-transmit segments")
 def test_3_2_step_2_limited_transmit_segments_are_not_counted_in_ssthresh() -> None:
     """5681-3.2-2: "When [RFC3042] is in use, additional data sent in limited transmit MUST NOT
     be included in this calculation." Twelve segments in flight, two more sent by limited transmit
@@ -449,13 +443,7 @@ def test_4_3_half_at_most_half_the_outstanding_segments_per_rtt_while_repairing(
     assert sent <= 10 // 2
 
 
-@pytest.mark.parametrize("algorithm", [
-    pytest.param("newreno", marks=pytest.mark.xfail(strict=True, reason=(
-        "RFC 5681 §4.3: after the loss is repaired 'congestion avoidance MUST be used to further "
-        "increase cwnd'; synack's RFC 6582 full ACK sets cwnd = min(ssthresh, FlightSize + SMSS), "
-        "below ssthresh, and NewReno.on_ack then grows it by slow start"))),
-    "sack",
-])
+@pytest.mark.parametrize("algorithm", ["newreno", "sack"])
 def test_4_3_ca_after_recovery_cwnd_at_most_ssthresh_and_congestion_avoidance(algorithm: str) -> None:
     """5681-4.3-CA-AFTER: "After all loss in the given window of segments has been successfully
     retransmitted, cwnd MUST be set to no more than ssthresh and congestion avoidance MUST be
@@ -473,13 +461,7 @@ def test_4_3_ca_after_recovery_cwnd_at_most_ssthresh_and_congestion_avoidance(al
     assert c.cc.cwnd <= start + MSS
 
 
-@pytest.mark.parametrize("algorithm", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
-        "RFC 5681 §4.3: 'the loss of a retransmission ... cwnd (and ssthresh) MUST be lowered "
-        "twice'; when the fast retransmission is lost, synack's RTO recomputes ssthresh from the "
-        "same FlightSize, so ssthresh is not lowered a second time (Linux keeps it too)")))
-    for name in ("newreno", "sack")
-])
+@pytest.mark.parametrize("algorithm", ["newreno", "sack"])
 def test_4_3_twice_losing_the_retransmission_lowers_ssthresh_a_second_time(algorithm: str) -> None:
     """5681-4.3-TWICE: "Loss in two successive windows of data, or the loss of a retransmission,
     should be taken as two indications of congestion and, therefore, cwnd (and ssthresh) MUST

@@ -10,7 +10,6 @@ Level 1 (tcpkit): one connection, exact segments at exact virtual times."""
 
 from __future__ import annotations
 
-import pytest
 from tcpkit import (
     MSS,
     L,
@@ -74,11 +73,6 @@ def in_fast_recovery(n: int = 10) -> Connection:
 # =============================================================================================
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 6582 §3.2 step 2: with recover = ISS (step 1) an ACK of ISS+1 "
-                   "does not cover more than recover (ack_number - 1 > recover is false), so no fast "
-                   "retransmit; synack compares SND.UNA > recover and retransmits (tests/"
-                   "test_conn_congestion.py::test_rfc6582_fast_retransmit_once_the_ack_covers_more_than_"
-                   "recover asserts synack's reading)")
 def test_3_2_step_2_not_in_the_first_window_before_any_data_is_acknowledged() -> None:
     """6582-3.2-2: "When the third duplicate ACK is received, the TCP sender first checks the
     value of recover to see if the Cumulative Acknowledgment field covers more than recover.
@@ -157,9 +151,6 @@ def test_3_2_step_3_partial_ack_retransmits_the_first_unacknowledged_segment_and
     assert c.cc.cwnd == cwnd - 2 * MSS + MSS + MSS
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 6582 §3.2 step 3: SMSS is added back only when the partial "
-                   "ACK acknowledges at least one SMSS; synack always adds SMSS back (cwnd - acked + "
-                   "SMSS, floored at SMSS)")
 def test_3_2_step_3_partial_ack_of_less_than_one_smss_adds_nothing_back() -> None:
     """6582-3.2-3-PARTIAL: "Deflate the congestion window by the amount of new data acknowledged
     by the Cumulative Acknowledgment field. If the partial ACK acknowledges at least one SMSS of

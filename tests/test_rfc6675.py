@@ -11,7 +11,6 @@ segments at exact virtual times."""
 
 from __future__ import annotations
 
-import pytest
 from tcpkit import (
     MSS,
     PLAIN,
@@ -185,9 +184,6 @@ def test_4_nextseg_3_an_unsacked_segment_below_the_highest_sack_when_nothing_els
 # =============================================================================================
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 6675 §5 (4.2) (after RFC 5681): segments sent by Limited "
-                   "Transmit are not counted in FlightSize for ssthresh = cwnd = FlightSize / 2; synack "
-                   "halves snd_max - snd_una, which includes them")
 def test_5_4_2_limited_transmit_segments_are_not_counted_in_flight_size() -> None:
     """6675-5-4: "(4.2) ssthresh = cwnd = (FlightSize / 2)" and "[RFC5681] requires that any
     segments sent as part of the Limited Transmit mechanism not be counted in FlightSize for the
@@ -254,9 +250,6 @@ def test_5_1_rto_ends_recovery_and_none_starts_before_high_ack_reaches_recovery_
         assert not recovering(c)
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 6675 §5.1: a sender 'SHOULD use this SACK information when "
-                   "determining what data should be sent in each segment following an RTO'; synack's "
-                   "go-back-N after a timeout resends segments SACKed after the timeout (docs/design.md)")
 def test_5_1_sack_information_arriving_after_an_rto_is_used() -> None:
     """6675-5.1-USE: "a SACK TCP sender SHOULD utilize all SACK information made available during
     the loss recovery following an RTO" and "a TCP sender SHOULD use this SACK information when

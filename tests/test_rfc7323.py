@@ -170,8 +170,6 @@ def test_3_2_every_non_rst_segment_carries_timestamps_once_negotiated() -> None:
     assert all(ts(s) is not None for s in seen)
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 7323 §3.2: TSopt 'SHOULD be sent in an <RST> segment'; "
-                   "synack's RSTs carry no options")
 def test_3_2_every_a_rst_carries_timestamps_too() -> None:
     """7323-3.2-EVERY: "... and SHOULD be sent in an <RST> segment (see Section 5.2 for
     details)." The RST of an ABORT."""
@@ -326,10 +324,6 @@ def test_5_4_the_timestamp_clock_ticks_between_1_ms_and_1_s() -> None:
     assert stamps == sorted(stamps) and stamps[-1] - stamps[0] == 2500
 
 
-@pytest.mark.xfail(strict=True, reason="RFC 7323 §5.3 R1 applies PAWS only while 'TS.Recent is valid', "
-                   "and §5.5 makes TS.Recent invalid after a long idle period (24 days: the peer's "
-                   "1 ms clock may have moved by more than 2**31); synack never invalidates TS.Recent, "
-                   "so the first segment after 25 idle days is dropped as an old duplicate")
 def test_5_5_ts_recent_is_no_longer_valid_after_a_long_idle_period() -> None:
     """7323-5.5-IDLE: R1 drops a segment only if "TS.Recent is valid", and §5.5 (Outdated
     Timestamps) invalidates TS.Recent once a connection has been idle for more than 24 days: the

@@ -167,9 +167,10 @@ class _Lab:
     def saw(self, text: str) -> None:
         self.outcome.append(text)
 
-    def open(self, port: int = 80) -> tuple[Connection, Connection, Listener]:
-        """B listens, A connects: the three-way handshake; returns (A's, B's, B's listener)."""
-        lst = self.b.listen(port, now=self.now)
+    def open(self, port: int = 80, *, reuseaddr: bool = False) -> tuple[Connection, Connection, Listener]:
+        """B listens (with SO_REUSEADDR if asked), A connects: the three-way handshake; returns
+        (A's, B's, B's listener)."""
+        lst = self.b.listen(port, now=self.now, reuseaddr=reuseaddr)
         c = self.a.connect(B_ADDR, port, self.now)
         self.until("the handshake", lambda: lst.pending > 0 and c.state is State.ESTABLISHED)
         s = lst.accept()
@@ -510,9 +511,10 @@ def lost_final_ack(seed: int = 0, msl: float = 1.0) -> ScenarioResult:
 
 def time_wait_bind(seed: int = 0, msl: float = 1.0) -> ScenarioResult:
     """The server closes first and keeps port 80 in TIME-WAIT: bind() fails with EADDRINUSE, and
-    succeeds with SO_REUSEADDR."""
+    succeeds with SO_REUSEADDR — which the server set on its first start too (Linux lets a
+    socket bind beside a TIME-WAIT connection only when both set it)."""
     lab = _Lab(seed, msl)
-    c, s, lst = lab.open()
+    c, s, lst = lab.open(reuseaddr=True)
     lab.wait(0.1)
     lab.say("the server program stops: it closes the connection (B closes first) and its listener", "B")
     s.close(lab.now)
@@ -549,7 +551,8 @@ def time_wait_bind(seed: int = 0, msl: float = 1.0) -> ScenarioResult:
         over — seed 001's "the server cannot restart within 2MSL, because bind fails".
 
         SO_REUSEADDR lets a socket bind a port whose only other user is a connection in TIME-WAIT
-        (on Linux it never lets two sockets listen on the same port). The new listener works at
+        — on Linux only if that connection's socket had set it too, as this server did on its
+        first start; and it never lets two sockets listen on the same port. The new listener works at
         once, while the old connection finishes its TIME-WAIT beside it; TIME-WAIT still protects
         the old connection's exact pair of addresses and ports.""")
 

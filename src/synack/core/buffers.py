@@ -21,11 +21,12 @@ class ReassemblyQueue:
     held. Holding is a SHOULD (SHLD-31), and a segment refused here is simply retransmitted —
     the same bound Linux gets from charging each held segment its full buffer size."""
 
-    __slots__ = ("_blocks", "_recent", "held", "limit", "max_blocks")
+    __slots__ = ("_blocks", "_recent", "_refused", "held", "limit", "max_blocks")
 
     def __init__(self, limit: int, max_blocks: int = 256) -> None:
         self._blocks: list[tuple[int, bytes]] = []
         self._recent: list[int] = []  # a sequence number of each recently arrived segment, newest first
+        self._refused: tuple[int, int] | None = None  # the newest segment, if it was refused
         self.held = 0
         self.limit = limit
         self.max_blocks = max_blocks
@@ -33,11 +34,27 @@ class ReassemblyQueue:
     def __len__(self) -> int:
         return len(self._blocks)
 
+    @property
+    def reportable(self) -> int:
+        """How many blocks a SACK option could report: the held ones, and a refused newest
+        segment (RFC 2018 §8)."""
+        return len(self._blocks) + (self._refused is not None)
+
     def add(self, seq: int, data: bytes, rcv_nxt: int) -> bool:
         """Store ``data`` starting at ``seq`` (which is after ``rcv_nxt``). Overlaps with data
         already held are trimmed so every octet is stored once. Returns False if refused."""
         if not data:
             return True
+        if not self._add(seq, data, rcv_nxt):
+            # RFC 2018 §8: "Even if the newest segment is going to be discarded ... the first
+            # SACK block MUST report, at a minimum, the left and right edges of the newest
+            # segment."
+            self._refused = (seq, (seq + len(data)) & _MASK)
+            return False
+        self._refused = None
+        return True
+
+    def _add(self, seq: int, data: bytes, rcv_nxt: int) -> bool:
         self._note_recent(seq)
         # Work in offsets from rcv_nxt so that comparisons do not wrap.
         start = (seq - rcv_nxt) & _MASK
@@ -84,6 +101,7 @@ class ReassemblyQueue:
 
     def pop_ready(self, rcv_nxt: int) -> bytes:
         """Remove and return the data that now starts at (or before) ``rcv_nxt``."""
+        self._refused = None
         out = b""
         while self._blocks:
             bseq, bdata = self._blocks[0]
@@ -116,8 +134,9 @@ class ReassemblyQueue:
         contiguous block of data containing the segment which triggered this ACK" — the block of
         the newest out-of-order arrival — and the others repeat "the most recently reported SACK
         blocks ... that are not subsets of a SACK block already included"; what room is left
-        goes to the lowest blocks, which a sender needs to fill its first holes."""
-        out: list[tuple[int, int]] = []
+        goes to the lowest blocks, which a sender needs to fill its first holes. A newest segment
+        that was refused (the queue was full) is still reported first (§8)."""
+        out: list[tuple[int, int]] = [] if self._refused is None else [self._refused]
         for seq in self._recent:
             block = self._block_of(seq)
             if block is not None and block not in out:
@@ -133,4 +152,5 @@ class ReassemblyQueue:
     def clear(self) -> None:
         self._blocks.clear()
         self._recent.clear()
+        self._refused = None
         self.held = 0

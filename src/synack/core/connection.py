@@ -89,6 +89,10 @@ __all__ = [
 
 _MASK: Final = 0xFFFFFFFF
 _HALF: Final = 1 << 31
+_PAWS_IDLE: Final = 24 * 86400.0
+"""RFC 7323 §5.5: after more than 24 days without a segment, the peer's 1 ms timestamp clock
+may have moved by more than 2**31, so TS.Recent is no longer valid and PAWS (§5.3 R1) is not
+applied to the next segment (Linux: TCP_PAWS_24DAYS)."""
 
 # The transition table, keyed as _set_state checks it (a plain dict: looked up on every change).
 _TABLE: Final[Mapping[tuple[State, State, Cause], Transition]] = {
@@ -406,7 +410,15 @@ class Connection(Tcb):
         self._mtu_mss = mtu - header
         mss = max(min(self.snd_mss, self._mtu_mss - (12 if self.ts_ok else 0)), self.config.min_snd_mss)
         if mss < self.snd_mss:
-            self.snd_mss = self.cc.mss = mss
+            # RFC 5681 §3.1: "cwnd SHOULD be reduced by the ratio of the old segment size to the
+            # new segment size" — the window keeps its number of segments; so does a finite
+            # ssthresh (as Linux, which counts both in segments).
+            cc = self.cc
+            old = self.snd_mss
+            cc.cwnd = max(cc.cwnd * mss // old, mss)
+            if cc.ssthresh < 1 << 30:
+                cc.ssthresh = max(cc.ssthresh * mss // old, 2 * mss)
+            self.snd_mss = cc.mss = mss
             if self.snd_nxt != self.snd_una:
                 self.snd_nxt = self.snd_una
                 self._rtt_seq = None  # Karn: what is sent again is not timed
@@ -542,7 +554,8 @@ class Connection(Tcb):
         The third step (security and compartment) does not apply to us."""
         a = _Arrival(seg, _timestamps(seg) if self.ts_ok else None)
         ts = a.ts
-        if ts is not None and ((ts.tsval - self.ts_recent) & _MASK) >= _HALF and not a.rst:
+        if ts is not None and ((ts.tsval - self.ts_recent) & _MASK) >= _HALF and not a.rst \
+                and now - self._last_rcv <= _PAWS_IDLE:
             self._reject_old_duplicate(now)  # PAWS
             return
         if a.syn and not self._trim_repeated_syn(a):
@@ -566,8 +579,9 @@ class Connection(Tcb):
 
     def _reject_old_duplicate(self, now: float) -> None:
         """RFC 7323 §5.3 R1 (PAWS), before the sequence check: a segment (not a RST) whose
-        timestamp is older than TS.Recent is an old duplicate; drop it and send an ACK (rate
-        limited as every reply to an unacceptable segment, :meth:`_reply_invalid`)."""
+        timestamp is older than TS.Recent — while TS.Recent is valid: the connection has not
+        been idle for more than 24 days (§5.5) — is an old duplicate; drop it and send an ACK
+        (rate limited as every reply to an unacceptable segment, :meth:`_reply_invalid`)."""
         self._reply_invalid(now, Drop.PAWS, Drop.PAWS_LIMITED)
 
     def _trim_repeated_syn(self, a: _Arrival) -> bool:
@@ -735,11 +749,14 @@ class Connection(Tcb):
             self._duplicate_ack()
         if _le(self.snd_una, ack) and (
                 _lt(self.snd_wl1, a.seq) or (self.snd_wl1 == a.seq and _le(self.snd_wl2, ack))):
+            was_closed = self.snd_wnd == 0
             self._update_window(a.seg, a.seq, ack)
-            if self.snd_wnd == 0 and _lt(self.snd_una, self.snd_nxt):
-                # The window is closed and what we sent past SND.UNA (e.g. the octet of a
-                # zero-window probe) was refused: send it again first when the window opens
-                # (SHLD-16), rather than continuing after it and leaving a hole.
+            refused = self.snd_wnd == 0 or (was_closed and ack == self.snd_una)
+            if refused and _lt(self.snd_una, self.snd_nxt):
+                # The window is closed — or opens with an ACK that takes nothing beyond SND.UNA —
+                # and what we sent past SND.UNA (e.g. the octet of a zero-window probe) was
+                # refused: send it again first (SHLD-16), rather than continuing after it and
+                # leaving a hole only the retransmission timer would fill.
                 self.snd_nxt = self.snd_una
         if self.snd_wnd == 0 and self._rexmit_start is not None:
             # MUST-37 (§3.8.6.1): a peer that answers our probes with a zero window is alive;
@@ -831,7 +848,7 @@ class Connection(Tcb):
             if a.text:
                 self._rbuf += a.text
                 rcv_nxt = self.rcv_nxt = (rcv_nxt + len(a.text)) & _MASK
-                if self._ooo is not None and len(self._ooo):
+                if self._ooo is not None and self._ooo.reportable:
                     more = self._ooo.pop_ready(rcv_nxt)
                     if more:
                         self._rbuf += more
@@ -1129,7 +1146,7 @@ class Connection(Tcb):
         limit = cfg.r2_syn if st in (State.SYN_SENT, State.SYN_RECEIVED) else cfg.r2
         if cfg.user_timeout is not None and st not in (State.SYN_SENT, State.SYN_RECEIVED):
             limit = cfg.user_timeout
-        if now - start >= limit:
+        if now >= start + limit:  # the same sum the timer is armed at (below), or it re-arms at now for ever
             self._timer(Timer.RETRANSMIT, TimerAction.GIVE_UP)
             self._teardown(self.soft_error or ConnectionTimedOut("connection timed out"), Cause.TIMEOUT_R2,
                            report=Event.TIMED_OUT)
@@ -1150,8 +1167,7 @@ class Connection(Tcb):
         if self.snd_una != self.iss:
             # A data (or FIN) segment timed out. The SYN carries no data: its loss leaves the
             # window and ssthresh alone and sets the initial window instead (_established).
-            self.cc.on_timeout(_diff(self.snd_max, self.snd_una), now=now, rtt=self.rtt.srtt)
-            self.recovery.on_timeout(self)
+            self._congestion_timeout(now)
         self.rtt.on_timeout()
         self._rtt_seq = None  # Karn
         self.snd_nxt = self.snd_una  # go back: output resends from SND.UNA (the SYN if unacked)
@@ -1163,6 +1179,25 @@ class Connection(Tcb):
             self._probe_due = True
         if st is State.SYN_RECEIVED and self.snd_una == self.iss:
             self.snd_nxt = self.iss
+
+    def _congestion_timeout(self, now: float) -> None:
+        """RFC 5681 §3.1 on a retransmission timeout: ssthresh = max(FlightSize / 2, 2·SMSS) and
+        cwnd = LW — but "the given segment has already been retransmitted by way of the
+        retransmission timer at least once": ssthresh is held constant. A timeout during a fast
+        recovery is the loss of a retransmission, and §4.3 says cwnd and ssthresh "MUST be
+        lowered twice": FlightSize is then taken no larger than the ssthresh the recovery set,
+        so the new one is half of it (Linux keeps the recovery's ssthresh here; we follow the
+        RFC)."""
+        cc = self.cc
+        rec = self.recovery
+        flight = _diff(self.snd_max, self.snd_una)
+        if rec.in_recovery:
+            flight = min(flight, cc.ssthresh)
+        held = cc.ssthresh if self._rexmits > 1 else None
+        cc.on_timeout(flight, now=now, rtt=self.rtt.srtt)
+        if held is not None:
+            cc.ssthresh = held
+        rec.on_timeout(self)
 
     def _keepalive_timeout(self, now: float) -> None:
         """§3.8.4: after ``keepidle`` of silence send <SEQ=SND.NXT-1><ACK=RCV.NXT> with no data

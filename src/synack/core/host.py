@@ -330,9 +330,14 @@ class Host:
         return norm
 
     def _conflicts(self, addr: str, port: int, reuseaddr: bool, *, listening: bool) -> bool:
-        """Linux bind semantics: another user of the port with an overlapping address conflicts,
-        unless both set SO_REUSEADDR and neither is listening; a connection in TIME-WAIT never
-        blocks a socket that sets SO_REUSEADDR. Two listeners on one port always conflict."""
+        """Linux bind semantics (``inet_csk_bind_conflict``): another user of the port with an
+        overlapping address conflicts, unless both set SO_REUSEADDR and the other is not
+        listening. So a listener blocks every bind() and listen() of its port, whatever the
+        options; a connection in TIME-WAIT gives way only when it, too, had SO_REUSEADDR (a
+        server that sets it on every start can restart beside its old connections, one that did
+        not cannot); and a socket may listen beside other sockets bound with SO_REUSEADDR (not
+        listening yet). ``listening`` says whether the caller is listen() (the same rule
+        applies: Linux checks again there, and the other's state decides)."""
         for other in self._ports.get(port, ()):
             oaddr = other.local_addr
             if not (_wildcard(addr) or _wildcard(oaddr) or oaddr == addr):
@@ -340,16 +345,10 @@ class Host:
             if _wildcard(addr) and _wildcard(oaddr) and oaddr and addr and _family(oaddr) != _family(addr):
                 continue
             if isinstance(other, Listener):
-                if listening or not reuseaddr or not other.reuseaddr:
-                    return True
-                continue
-            if isinstance(other, Connection):
-                if other.state is State.CLOSED:
-                    continue
-                if reuseaddr and (other.state is State.TIME_WAIT or other.reuseaddr):
-                    continue
                 return True
-            if reuseaddr and other.reuseaddr and not listening:
+            if isinstance(other, Connection) and other.state is State.CLOSED:
+                continue
+            if reuseaddr and other.reuseaddr:
                 continue
             return True
         return False

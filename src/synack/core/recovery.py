@@ -46,24 +46,47 @@ class Sender(Protocol):
     rtt: RttEstimator
     now: float
 
+    @property
+    def fin_seq(self) -> int | None: ...
+
 
 def _is_rfc5681_duplicate(tcb: Sender, seg: Segment, ack: int, text: bool) -> bool:
     """RFC 5681 §2 DUPLICATE ACKNOWLEDGMENT: the ACK does not move SND.UNA, carries no data nor
-    FIN (``text``), data is outstanding, and the window is unchanged. Not with a zero window:
-    those ACKs answer our zero-window probes (RFC 9293 §3.8.6.1) and say "no room", not "lost"."""
-    return (ack == tcb.snd_una and not text and tcb.snd_max != tcb.snd_una
-            and (seg.window << tcb.snd_wscale) == tcb.snd_wnd and tcb.snd_wnd != 0)
+    FIN (``text``), the sender "has outstanding data" — octets of data, not merely our FIN —
+    and the window is unchanged. Not with a zero window: those ACKs answer our zero-window
+    probes (RFC 9293 §3.8.6.1) and say "no room", not "lost"."""
+    if ack != tcb.snd_una or text or tcb.snd_wnd == 0 or (seg.window << tcb.snd_wscale) != tcb.snd_wnd:
+        return False
+    outstanding = seq_diff(tcb.snd_max, tcb.snd_una)
+    fin = tcb.fin_seq
+    if fin is not None and seq_lt(fin, tcb.snd_max):
+        outstanding -= 1  # our FIN occupies one sequence number but is not data
+    return outstanding > 0
 
 
 class LossRecovery:
     """The interface (and what both algorithms share). ``recovering`` is True between entering
     a recovery and its end."""
 
-    __slots__ = ("dupacks", "in_recovery")
+    __slots__ = ("dupacks", "in_recovery", "lt_high")
 
     def __init__(self) -> None:
         self.dupacks = 0  # duplicate ACKs (RFC 5681) or DupAcks (RFC 6675) since the last new ACK
         self.in_recovery = False
+        self.lt_high = 0  # snd_max at the first duplicate ACK, before any Limited Transmit
+
+    def _first_duplicate(self, tcb: Sender) -> None:
+        if self.dupacks == 0:
+            self.lt_high = tcb.snd_max
+
+    def _flight_size(self, tcb: Sender) -> int:
+        """FlightSize for the ssthresh of a loss found by duplicate ACKs: RFC 5681 §3.2 step 2,
+        "When [RFC3042] is in use, additional data sent in limited transmit MUST NOT be included
+        in this calculation" (and RFC 6675 §5 (4.2)). The segments Limited Transmit sent lie
+        above the snd_max of the first duplicate ACK."""
+        high = self.lt_high if seq_lt(tcb.snd_una, self.lt_high) and seq_le(self.lt_high, tcb.snd_max) \
+            else tcb.snd_max
+        return seq_diff(high, tcb.snd_una)
 
     @property
     def recovering(self) -> bool:
@@ -109,15 +132,25 @@ class NewRenoRecovery(LossRecovery):
     ``dupacks`` counts duplicate ACKs; the third starts a recovery that lasts until SND.UNA
     passes ``recover`` (HighData on entry). During it every further duplicate inflates ``cwnd``
     by one SMSS (step 4), a partial ACK retransmits the next hole and deflates ``cwnd`` by the
-    amount acknowledged, plus one SMSS (RFC 6582 §3.2 step 5), and the full ACK sets ``cwnd`` to
-    min(ssthresh, max(FlightSize, SMSS) + SMSS) (step 3 (1))."""
+    amount acknowledged, adding one SMSS back if that was at least one SMSS (RFC 6582 §3.2
+    step 3), and the full ACK sets ``cwnd`` to min(ssthresh, max(FlightSize, SMSS) + SMSS)
+    (step 3 (1)) — and ``ssthresh`` to that ``cwnd`` when it is lower, so that growth goes on
+    by congestion avoidance, not slow start (RFC 5681 §4.3: after the loss is repaired "cwnd
+    MUST be set to no more than ssthresh and congestion avoidance MUST be used").
+
+    ``recover`` is kept as an exclusive end — the octet after the one RFC 6582 names, as
+    ``snd_max`` is the octet after the highest one sent. So RFC 6582's "recover = ISS" (step 1)
+    is ``ISS + 1`` here, "ack_number - 1 > recover" is ``recover < ack`` and "acknowledges all
+    of the data up to and including recover" is ``recover =< ack``. A consequence the RFC
+    accepts: a loss in the very first window (nothing acknowledged but the SYN) is not fast
+    retransmitted; the retransmission timer repairs it (Linux, which has no such variable,
+    fast retransmits there)."""
 
     __slots__ = ("recover",)
 
     def __init__(self, iss: int = 0) -> None:
-        self.dupacks = 0
-        self.in_recovery = False
-        self.recover = iss  # RFC 6582 §3.2 step 1: "initialized to the initial send sequence number"
+        super().__init__()
+        self.recover = (iss + 1) & _MASK  # RFC 6582 §3.2 step 1: recover = ISS (exclusive: ISS + 1)
 
     def is_duplicate(self, tcb: Sender, seg: Segment, ack: int, text: bool) -> bool:
         return _is_rfc5681_duplicate(tcb, seg, ack, text)
@@ -130,8 +163,12 @@ class NewRenoRecovery(LossRecovery):
             if seq_le(self.recover, ack):  # full acknowledgment
                 self.in_recovery = False
                 cc.cwnd = min(cc.ssthresh, max(flight - acked, mss) + mss)
+                if cc.cwnd < cc.ssthresh:
+                    cc.ssthresh = cc.cwnd  # RFC 5681 §4.3: congestion avoidance from here
                 return False
-            cc.cwnd = max(cc.cwnd - acked + mss, mss)  # partial: deflate, retransmit the next hole
+            # A partial ACK: deflate by the amount acknowledged, add one SMSS back only if that
+            # was at least one SMSS, retransmit the next hole (RFC 6582 §3.2 step 3).
+            cc.cwnd = max(cc.cwnd - acked + (mss if acked >= mss else 0), mss)
             return True
         if grow:
             cc.on_ack(acked, now=tcb.now, rtt=tcb.rtt.srtt, flight=flight)
@@ -142,14 +179,15 @@ class NewRenoRecovery(LossRecovery):
         if self.in_recovery:
             cc.cwnd += tcb.snd_mss  # RFC 5681 §3.2 step 4: inflate
             return False
+        self._first_duplicate(tcb)
         self.dupacks += 1
         if self.dupacks != DUP_THRESH:
             return False
         if not seq_lt(self.recover, tcb.snd_una):
             # RFC 6582 §3.2 step 2: the Cumulative Acknowledgment does not cover more than recover
-            # (a recovery or a timeout since sent it): no fast retransmit, ssthresh not reset.
+            # (the first window, or a recovery or timeout since): no fast retransmit, ssthresh kept.
             return False
-        cc.on_congestion(seq_diff(tcb.snd_max, tcb.snd_una), now=tcb.now, rtt=tcb.rtt.srtt)  # 5681 step 2
+        cc.on_congestion(self._flight_size(tcb), now=tcb.now, rtt=tcb.rtt.srtt)  # 5681 step 2
         cc.cwnd = cc.ssthresh + DUP_THRESH * tcb.snd_mss  # step 3
         self.in_recovery = True
         self.recover = tcb.snd_max
@@ -171,8 +209,9 @@ class NewRenoRecovery(LossRecovery):
         return 0
 
     def snapshot(self) -> dict[str, object]:
+        # RFC 6582's recover: the highest sequence number sent (or ISS), not our exclusive end.
         return {"algorithm": "newreno", "recovering": self.in_recovery, "dupacks": self.dupacks,
-                "recover": self.recover}
+                "recover": (self.recover - 1) & _MASK}
 
 
 class Scoreboard:
@@ -260,31 +299,40 @@ class SackRecovery(LossRecovery):
     controller's ``on_congestion`` sets ``cwnd = ssthresh``, the segment at HighACK+1 leaves at
     once (``first``), then NextSeg() while cwnd − pipe >= SMSS. It ends when SND.UNA reaches the
     RecoveryPoint. An RTO clears the scoreboard (the peer may renege, RFC 2018 §8) and no new
-    recovery begins before SND.UNA reaches the HighData of that moment (§5.1). ``high_rxt`` and
-    ``rescue_rxt`` are exclusive ends: the octet after the one the RFC names."""
+    recovery begins before SND.UNA reaches the HighData of that moment (§5.1); SACK information
+    arriving after it steers the retransmissions that follow (the output skips SACKed ranges).
+    ``high_rxt`` and ``rescue_rxt`` are exclusive ends: the octet after the one the RFC names.
 
-    __slots__ = ("board", "first", "high_rxt", "rec_point", "rescue_rxt")
+    Only DupAcks that bring new SACK information let Limited Transmit send (``lt_count``):
+    RFC 3042 §2, "the data sender MUST NOT send new segments in response to duplicate ACKs that
+    contain no new SACK information" — a duplicate without any SACK option counts towards
+    DupThresh, and sends nothing."""
+
+    __slots__ = ("_sack_new", "board", "first", "high_rxt", "lt_count", "rec_point", "rescue_rxt")
 
     def __init__(self) -> None:
+        super().__init__()
         self.board = Scoreboard()
-        self.dupacks = 0
-        self.in_recovery = False
         self.rec_point: int | None = None
         self.high_rxt = 0
         self.rescue_rxt: int | None = None
         self.first = False
+        self.lt_count = 0  # DupAcks with new SACK information since the last cumulative ACK
+        self._sack_new = False
 
     def is_duplicate(self, tcb: Sender, seg: Segment, ack: int, text: bool) -> bool:
         sack = seg.option(Sack)
         if sack is None:
+            self._sack_new = False
             return _is_rfc5681_duplicate(tcb, seg, ack, text)
-        return bool(sack.blocks) and seq_le(tcb.snd_una, ack) and \
+        self._sack_new = bool(sack.blocks) and seq_le(tcb.snd_una, ack) and \
             self.board.update(sack.blocks, ack, tcb.snd_una, tcb.snd_max)
+        return self._sack_new
 
     def on_advance(self, tcb: Sender, acked: int, ack: int, flight: int, *, grow: bool) -> bool:
         if self.board.ranges:
             self.board.prune(ack)
-        self.dupacks = 0  # §5: a cumulative ACK resets DupAcks
+        self.dupacks = self.lt_count = 0  # §5: a cumulative ACK resets DupAcks
         if self.in_recovery:
             # §5 (A): an ACK of RecoveryPoint ends the recovery; cwnd stays at ssthresh, set on
             # entry, and the ACKs of the recovery do not grow it.
@@ -302,7 +350,10 @@ class SackRecovery(LossRecovery):
         when IsLost(HighACK+1) — unless one runs, SND.UNA has not passed the previous
         RecoveryPoint, or a timeout rewound SND.NXT. The first retransmission is left to the
         output (``first``), so this never asks for an RFC 5681 fast retransmit."""
+        self._first_duplicate(tcb)
         self.dupacks += 1
+        if self._sack_new:
+            self.lt_count += 1
         if self.in_recovery or tcb.snd_nxt != tcb.snd_max or tcb.snd_una == tcb.snd_max:
             return False
         rp = self.rec_point
@@ -314,7 +365,7 @@ class SackRecovery(LossRecovery):
                 return False  # IsLost(HighACK+1) is false
         self.in_recovery = True
         self.rec_point = tcb.snd_max  # (4.1) RecoveryPoint = HighData
-        tcb.cc.on_congestion(seq_diff(tcb.snd_max, tcb.snd_una), now=tcb.now, rtt=tcb.rtt.srtt)  # (4.2)
+        tcb.cc.on_congestion(self._flight_size(tcb), now=tcb.now, rtt=tcb.rtt.srtt)  # (4.2)
         self.high_rxt = tcb.snd_una
         self.rescue_rxt = None
         self.first = True  # (4.3): the segment at HighACK+1 leaves with the next output
@@ -322,7 +373,7 @@ class SackRecovery(LossRecovery):
 
     def on_timeout(self, tcb: Sender) -> None:
         self.board.clear()
-        self.dupacks = 0
+        self.dupacks = self.lt_count = 0
         self.in_recovery = False
         self.first = False
         self.rec_point = tcb.snd_max
@@ -336,10 +387,18 @@ class SackRecovery(LossRecovery):
     def limited_transmit(self, tcb: Sender) -> int:
         """RFC 3042 (RFC 6675 §5 step 3): each of the first DupThresh−1 DupAcks lets one new
         segment go beyond cwnd, so that a small window still brings the DupThresh'th DupAck
-        instead of a timeout."""
-        if self.dupacks and tcb.snd_nxt == tcb.snd_max:
-            return min(self.dupacks, DUP_THRESH - 1) * tcb.snd_mss
+        instead of a timeout — those that brought new SACK information."""
+        if self.lt_count and tcb.snd_nxt == tcb.snd_max:
+            return min(self.lt_count, DUP_THRESH - 1) * tcb.snd_mss
         return 0
+
+    def sacked_after(self, seq: int) -> tuple[int, int] | None:
+        """The SACKed range that holds ``seq``, or else the first one above it, as (left, right)
+        sequence numbers (None: nothing SACKed at or above ``seq``)."""
+        for lo, hi in self.board.ranges:
+            if seq_lt(seq, hi):
+                return lo, hi
+        return None
 
     # -- output during a recovery (§5 step C) -----------------------------------------------
 

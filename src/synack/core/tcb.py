@@ -38,7 +38,6 @@ from synack.core.wire import (
     ACK,
     FIN,
     PSH,
-    RST,
     SYN,
     Mss,
     Nop,
@@ -464,7 +463,10 @@ class Tcb:
             # is useless, and from TIME-WAIT it would draw a RST from a peer already CLOSED
             # (which ends our TIME-WAIT early, §3.10.7.4 second step).
             return
-        free = self.config.rcv_buf - len(self._rbuf)
+        # The window a 16-bit field can offer is the most a window update could say: without
+        # scaling, a buffer larger than 65535 octets would otherwise send an update at every
+        # read, each repeating the same 65535.
+        free = min(self.config.rcv_buf - len(self._rbuf), 0xFFFF << self.rcv_wscale)
         cur = self.rcv_wnd
         if free - cur >= min(self.config.rcv_buf // 2, self.rcv_mss):
             self._ack_now = True
@@ -508,11 +510,12 @@ class Tcb:
                 syn_opts.append(WindowScale(wscale_for(cfg.rcv_buf)))
             opts = tuple(syn_opts)
             self._syn_opts_sent = True
-        elif self.ts_ok and not flags & RST:
-            opts = (_NOP, _NOP, Timestamps(self._tsval(now), self.ts_recent))
-            if self.sack_ok and self._ooo is not None and len(self._ooo) and ack is not None:
+        elif self.ts_ok:
+            # RFC 7323 §3.2: TSopt in every segment, a RST included; TSecr is zero without ACK.
+            opts = (_NOP, _NOP, Timestamps(self._tsval(now), self.ts_recent if ack is not None else 0))
+            if self.sack_ok and self._ooo is not None and self._ooo.reportable and ack is not None:
                 opts += (_NOP, _NOP, Sack(self._ooo.sack_blocks(3)))
-        elif self.sack_ok and self._ooo is not None and len(self._ooo) and ack is not None:
+        elif self.sack_ok and self._ooo is not None and self._ooo.reportable and ack is not None:
             opts = (_NOP, _NOP, Sack(self._ooo.sack_blocks(4)))
         if flags & SYN:
             wnd = min(self.config.rcv_buf, 0xFFFF)
@@ -692,6 +695,9 @@ class Tcb:
     def _next_data(self, now: float) -> Segment | None:
         """The next new segment the windows and Nagle allow, or None (RFC 9293 §3.8.6.2.1)."""
         snd_nxt = self.snd_nxt
+        room = None
+        if self.sack_ok and _lt(snd_nxt, self.snd_max):
+            snd_nxt, room = self._skip_sacked(snd_nxt)
         off = _diff(snd_nxt, self._sbuf_seq)
         unsent = len(self._sbuf) - off
         fin_seq = self.fin_seq
@@ -710,6 +716,8 @@ class Tcb:
         usable = wnd - _diff(snd_nxt, self.snd_una)
         mss = self.snd_mss
         n = min(unsent, mss, max(usable, 0))
+        if room is not None:
+            n = min(n, room)
         if unsent > 0:
             if n <= 0:
                 return None
@@ -734,6 +742,21 @@ class Tcb:
                     return tso
         return self._data_segment(snd_nxt, n, now, rexmit=False)
 
+    def _skip_sacked(self, snd_nxt: int) -> tuple[int, int | None]:
+        """Going back over what a timeout rewound (SND.NXT < snd_max): RFC 6675 §5.1, "a TCP
+        sender SHOULD use this SACK information when determining what data should be sent in
+        each segment following an RTO". Octets SACKed since the timeout are passed over; returns
+        the new SND.NXT and how many octets may go before the next SACKed range (None: no
+        limit)."""
+        rec = self.recovery
+        if not isinstance(rec, SackRecovery) or not rec.board:
+            return snd_nxt, None
+        r = rec.sacked_after(snd_nxt)
+        if r is not None and _le(r[0], snd_nxt):
+            snd_nxt = self.snd_nxt = r[1]  # inside a SACKed range: continue after it
+            r = rec.sacked_after(snd_nxt)
+        return snd_nxt, (_diff(r[0], snd_nxt) if r is not None else None)
+
     def _tso_segment(self, snd_nxt: int, unsent: int, usable: int, now: float) -> Segment | None:
         """TSO: one segment for the k ≥ 2 full-sized segments that would leave back to back now,
         or None. New data only (SND.NXT = snd_max): retransmissions stay MSS-sized. Each call of
@@ -742,7 +765,7 @@ class Tcb:
         so k·MSS octets here are exactly the octets of those k calls; the driver cuts them into
         MSS pieces again (PSH on the last one, one timestamp for all, as Linux TSO does)."""
         mss = self.snd_mss
-        if self.sack_ok and self._ooo is not None and len(self._ooo):
+        if self.sack_ok and self._ooo is not None and self._ooo.reportable:
             return None  # SACK blocks shorten the segments (_data_segment): keep them per-MSS
         k = min(unsent, usable, self.tso_max) // mss
         if k * mss == unsent and self.fin_seq is not None:
@@ -763,10 +786,10 @@ class Tcb:
             return None
         avail = len(self._sbuf) - off
         n = max(min(n, avail), 0)
-        if self.sack_ok and self._ooo is not None and len(self._ooo):
+        if self.sack_ok and self._ooo is not None and self._ooo.reportable:
             # RFC 9293 §3.7.1: Eff.snd.MSS counts every option sent; the SACK blocks _make adds
             # (2 NOPs, kind, length, 8 octets a block) come out of the room for data.
-            blocks = min(len(self._ooo), 3 if self.ts_ok else 4)
+            blocks = min(self._ooo.reportable, 3 if self.ts_ok else 4)
             n = min(n, max(self.snd_mss - 4 - 8 * blocks, 1))
         payload = bytes(self._sbuf[off:off + n]) if n else b""
         flags = ACK
