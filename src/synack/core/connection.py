@@ -1277,7 +1277,10 @@ _CAN_RECEIVE_FIN: Final = frozenset((State.ESTABLISHED, State.FIN_WAIT_1, State.
 
 
 def _timestamps(seg: Segment) -> Timestamps | None:
-    for opt in seg.options:
+    opts = seg.options
+    if len(opts) == 3 and type(opts[2]) is Timestamps:  # NOP, NOP, TS: what every segment carries
+        return opts[2]
+    for opt in opts:
         if isinstance(opt, Timestamps):
             return opt
     return None
