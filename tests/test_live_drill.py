@@ -70,8 +70,10 @@ LIVE = [
 
 
 def _namespaces() -> set[str]:
+    """This process's drill namespaces (other test runs on the machine make their own)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith("synack-drill-")}
+    mine = f"synack-drill-{os.getpid()}-"
+    return {line.split()[0] for line in out.splitlines() if line.startswith(mine)}
 
 
 @pytest.mark.parametrize("name", LIVE)
