@@ -101,6 +101,9 @@ class Config:
     * ``ooo_limit``: octets of out-of-order data held (None: the receive buffer size).
     * ``congestion``: the congestion controller, a name in
       :data:`~synack.core.congestion.CONTROLLERS` ("newreno").
+    * ``initial_window``: the initial congestion window in segments (None: RFC 5681 §3.1
+      equation (1), 2 to 4 segments by the MSS; 10 is Linux's and RFC 6928's). After a lost
+      SYN it is one segment whatever this says (RFC 5681 §3.1).
     * ``sack_recovery``: when SACK was negotiated, recover losses with the SACK blocks the peer
       sends (RFC 6675) instead of RFC 5681/6582 fast retransmit and fast recovery.
     """
@@ -132,6 +135,7 @@ class Config:
     invalid_ratelimit: float = 0.5
     ooo_limit: int | None = None
     congestion: str = "newreno"
+    initial_window: int | None = None
     sack_recovery: bool = True
 
     def __post_init__(self) -> None:
@@ -153,6 +157,8 @@ class Config:
             raise ValueError("invalid_ratelimit must not be negative")
         if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout < 0:
             raise ValueError("fin_wait_2_timeout must not be negative")
+        if self.initial_window is not None and not 1 <= self.initial_window <= 1000:
+            raise ValueError(f"initial_window {self.initial_window} out of range 1..1000 segments")
         if self.congestion not in CONTROLLERS:
             raise ValueError(f"unknown congestion control {self.congestion!r} "
                              f"(known: {', '.join(sorted(CONTROLLERS))})")
@@ -347,7 +353,8 @@ class Tcb:
         self._rtt_time = self._last_rcv = 0.0
         self._last_send = -1.0  # when data (or the SYN) last left, for RFC 5681 §4.1
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
-        self.cc: CongestionController = make_controller(cfg.congestion, self.snd_mss)
+        self.cc: CongestionController = make_controller(cfg.congestion, self.snd_mss,
+                                                        iw_segments=cfg.initial_window)
         # RFC 5681/6582 until the handshake negotiates SACK (then RFC 6675, _take_syn_options).
         self.recovery: LossRecovery = NewRenoRecovery(self.iss)
         # segments in, segments out, retransmissions, replies to unacceptable segments suppressed
