@@ -855,7 +855,11 @@ class Connection(Tcb):
             a.fin = False  # the FIN lies beyond the window
         if a.seq == rcv_nxt:
             if a.text:
-                self._append_rbuf(a.text)
+                buf = self._rbuf
+                if isinstance(buf, bytearray):
+                    buf += a.text
+                else:
+                    self._rbuf = bytearray(a.text)  # the buffer is made with its first octets
                 rcv_nxt = self.rcv_nxt = (rcv_nxt + len(a.text)) & _MASK
                 if self._ooo is not None and self._ooo.reportable:
                     more = self._ooo.pop_ready(rcv_nxt)
