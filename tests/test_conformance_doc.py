@@ -267,7 +267,8 @@ def test_every_finding_is_listed_as_partial_or_deviation() -> None:
               if status_of(status) in ("partial", "deviation") for abbr, name in citations(test)}
     findings = [(path.name, name) for path in sorted(TESTS.glob("test_rfc*.py"))
                 for name in xfail_in(path.name)]
-    assert findings, "no xfail test found in tests/test_rfc*.py (is the parser still right?)"
+    # No finding may be open (none is today); test_xfail_markers_are_recognised keeps the parser
+    # honest, so an empty list here means none, not a parser that stopped seeing the marks.
     unlisted = [(f, name) for f, name in findings if f not in by_file or (by_file[f], name) not in listed]
     assert not unlisted, f"findings no 'partial'/'deviation' line cites: {unlisted}"
 
