@@ -28,12 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"synack {__version__}, {core_form()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from synack import decode, netcat, scenarios, statediagram
+    from synack import analyze, decode, drill, netcat, scenarios, statediagram
 
     decode.add_parser(sub)
     statediagram.add_parser(sub)
     netcat.add_parser(sub)
     scenarios.add_parser(sub)
+    drill.add_parser(sub)
+    analyze.add_parser(sub)
     return parser
 
 

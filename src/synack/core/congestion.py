@@ -68,6 +68,7 @@ from types import MappingProxyType
 from typing import Final
 
 from synack.core._mypyc import mypyc_attr
+from synack.core.wire import shared_int
 
 __all__ = ["CONTROLLERS", "CongestionController", "NewReno", "initial_window", "make_controller"]
 
@@ -101,7 +102,7 @@ class CongestionController:
         it — or is one segment when the SYN or SYN,ACK was lost (RFC 5681 §3.1: "the initial
         window used by a sender after a correctly transmitted SYN MUST be one segment")."""
         self.mss = mss
-        self.cwnd = mss if syn_lost else initial_window(mss)
+        self.cwnd = mss if syn_lost else shared_int(initial_window(mss))
 
     def on_ack(self, acked: int, *, now: float, rtt: float | None, flight: int) -> None:
         """``acked`` octets of new data were acknowledged outside loss recovery; ``flight`` octets
