@@ -20,7 +20,7 @@ The package runs as Python, or compiled by mypyc when installed with ``SYNACK_MY
 (:func:`compiled` tells which; :mod:`~synack.core._mypyc` says what compiling asks of the code).
 """
 
-from synack.core._mypyc import compiled_modules
+from synack.core._mypyc import compiled_modules, picklable_frozen_dataclasses
 from synack.core.buffers import ReassemblyQueue
 from synack.core.congestion import CONTROLLERS, CongestionController, NewReno
 from synack.core.connection import (
@@ -43,6 +43,8 @@ from synack.core.host import AddressInUse, AddressNotAvailable, Host, InvalidAdd
 from synack.core.records import TRANSITIONS, Cause, Event, State, Transition
 from synack.core.timers import RttEstimator
 from synack.core.wire import IPPacket, Segment, WireError, build_packet, parse_packet, segment_acceptable
+
+picklable_frozen_dataclasses()  # compiled by mypyc they would not unpickle (see synack.core._mypyc)
 
 __all__ = [
     "CONTROLLERS",
