@@ -115,7 +115,12 @@ def test_the_form_of_the_core_is_the_one_under_test() -> None:
         assert synack.core.compiled()
         assert set(names) == {"synack.core"} | {f"synack.core.{p.stem}" for p in MODULES
                                                 if p.stem not in {"__init__", "_mypyc"}}
-        assert pathlib.Path(synack.core.__file__).resolve().parent == CORE.resolve()
+        # The build carries a copy of the sources it compiled: they must be these (a stale
+        # build/compiled is rebuilt by scripts/build-compiled.sh, never run).
+        sources = pathlib.Path(__file__).resolve().parent.parent / "src" / "synack" / "core"
+        stale = [p.name for p in sorted(sources.glob("*.py"))
+                 if not (CORE / p.name).is_file() or (CORE / p.name).read_bytes() != p.read_bytes()]
+        assert not stale, f"{CORE} was compiled from other sources than {sources}: {stale}"
     else:
         assert expect == "0", f"SYNACK_EXPECT_COMPILED={expect!r}"
         assert not synack.core.compiled() and names == ()
