@@ -20,15 +20,17 @@ FIGURES = ("lifecycles/CPU-s", "sim bulk 0% MB/CPU-s", "sim bulk 1% MB/CPU-s", "
            "core bulk MB/CPU-s", "core bulk (pull per packet) MB/CPU-s")
 
 
-def _run(tree: str, args: list[str]) -> str:
-    return subprocess.run([sys.executable, *args], cwd=tree, env={"PYTHONPATH": "src"},
+def _run(tree: str, args: list[str], pythonpath: str) -> str:
+    return subprocess.run([sys.executable, *args], cwd=tree, env={"PYTHONPATH": pythonpath},
                           capture_output=True, text=True, check=True).stdout
 
 
-def measure(tree: str) -> dict[str, float]:
-    sim = _run(tree, ["bench/bench_sim.py", "--lifecycles", "10000", "--bulk-mb", "10"])
+def measure(tree: str, pythonpath: str = "src") -> dict[str, float]:
+    """The figures of one round in ``tree``, importing synack from ``pythonpath`` (bench/ab_mypyc.py
+    passes the compiled build's directory)."""
+    sim = _run(tree, ["bench/bench_sim.py", "--lifecycles", "10000", "--bulk-mb", "10"], pythonpath)
     core = _run(tree, ["bench/bench_core.py", "--mb", "20", "--segs", "20000", "--traced", "2000",
-                       "--conns", "0"])
+                       "--conns", "0"], pythonpath)
     found = re.search(r"([\d,]+) per CPU second", sim)
     if found is None:
         raise SystemExit(f"{tree}: no lifecycle figure in bench_sim's output")

@@ -17,8 +17,19 @@ missing=()
 for tool in "${!pkg_for[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_for[$tool]}")
 done
+# The compiled core (scripts/build-compiled.sh, run by scripts/test.sh) needs a C compiler and the
+# headers of the python3 that builds it; Debian's python3-dev has them for Debian's python3.
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+if ! python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  if [ "$(command -v python3)" = /usr/bin/python3 ]; then
+    missing+=(python3-dev)
+  else
+    echo "setup-system: $(command -v python3) has no Python.h; the compiled core will not build" >&2
+  fi
+fi
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "setup-system: all tools present"
+  echo "setup-system: all tools present (and a C compiler with the Python headers)"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

@@ -15,11 +15,12 @@ Both initial sequence numbers sit just below 2**32, so every test crosses the wr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from synack.core.connection import Config, Connection
-from synack.core.records import Event, State
+from synack.core.records import Event, Observer, State
 from synack.core.wire import (
     ACK,
     FIN,
@@ -280,9 +281,23 @@ def timeline(conn: Connection, *, until: float, limit: int = 1000) -> list[tuple
 # ---------------------------------------------------------------------------------------------
 
 
+_OBSERVERS: list[Observer] = []
+
+
+@contextmanager
+def observing(observer: Observer) -> Iterator[None]:
+    """Every connection the factories below make while this is open reports to ``observer`` (it is
+    the connection's ``tracer``), from its first transition on."""
+    _OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(observer)
+
+
 def make_conn(config: Config = PLAIN, iss: int = LOCAL_ISS, *, local: tuple[str, int] = LOCAL,
               remote: tuple[str, int] = REMOTE) -> Connection:
-    return Connection(local, remote, iss=iss, config=config)
+    return Connection(local, remote, iss=iss, config=config, tracer=_OBSERVERS[-1] if _OBSERVERS else None)
 
 
 def conn_listen(config: Config = PLAIN, *, at: float = 0.0) -> Connection:

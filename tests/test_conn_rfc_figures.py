@@ -27,6 +27,7 @@ from tcpkit import (
     conn_time_wait,
     feed,
     fire,
+    observing,
     pull,
     seg,
 )
@@ -447,23 +448,16 @@ def _scenarios() -> Iterator[Callable[[], Any]]:
     yield simultaneous_active_rst
 
 
-def test_l4_every_transition_of_the_table_is_exercised(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_l4_every_transition_of_the_table_is_exercised() -> None:
     seen: set[Transition] = set()
 
     class Seen(Observer):
         def transition(self, conn: object, transition: Transition, detail: str) -> None:
             seen.add(transition)
 
-    observer = Seen()
-    original_init = Connection.__init__
-
-    def observed_init(self: Connection, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        self.tracer = observer  # every connection the scenarios make reports to us
-
-    monkeypatch.setattr(Connection, "__init__", observed_init)
-    for scenario in _scenarios():
-        scenario()
+    with observing(Seen()):  # every connection the scenarios make reports to us
+        for scenario in _scenarios():
+            scenario()
     # The factories themselves walk the main arrows (open, establish, close in every order).
     # Following §3.10.7.4, a FIN,ACK that acknowledges our FIN goes FIN-WAIT-1 → FIN-WAIT-2 (fifth
     # step) → TIME-WAIT (eighth step), so the table has no FIN-WAIT-1 → TIME-WAIT arrow (RFC 9293

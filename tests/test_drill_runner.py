@@ -4,6 +4,7 @@ values; the same script gives the same result every run."""
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from synack.drill.commands import plan_commands
 from synack.drill.engine import FAIL, PASS, UNSUPPORTED, Outcome
 from synack.drill.parser import parse
-from synack.drill.profiles import BUILTIN, ProfileError, load_profile, parse_config_value
+from synack.drill.profiles import BUILTIN, ProfileError, config_fields, load_profile, parse_config_value
 from synack.drill.runner import Request, ladder_records, make_settings, run_file
 
 HANDSHAKE = """\
@@ -247,13 +248,32 @@ def test_bad_profiles_are_reported(tmp_path: Path, body: str, words: str) -> Non
 
 def test_config_values_from_the_command_line() -> None:
     assert parse_config_value("rto_min", "0.2") == 0.2
-    assert parse_config_value("mss", "1000") == 1000
+    assert type(parse_config_value("rto_min", "1")) is float
+    for key, text, value in (("mss", "1000", 1000), ("ooo_limit", "0x1000", 4096), ("keepcnt", "4", 4)):
+        assert type(parse_config_value(key, text)) is int and parse_config_value(key, text) == value
+    assert parse_config_value("fin_wait_2_timeout", "30") == 30.0
+    assert type(parse_config_value("fin_wait_2_timeout", "30")) is float
+    assert parse_config_value("congestion", "newreno") == "newreno"
     assert parse_config_value("timestamps", "off") is False
     assert parse_config_value("user_timeout", "none") is None
     with pytest.raises(ProfileError, match="not a float"):
         parse_config_value("rto_min", "fast")
     with pytest.raises(ProfileError, match="unknown Config field"):
         parse_config_value("iw", "10")
+
+
+def test_config_fields_have_the_types_the_source_declares() -> None:
+    """--config converts to the type tcb.py declares for each field of Config, whether the core
+    runs as Python (annotations as text) or compiled by mypyc (plain types as classes, an optional
+    field's union as ``type``): read here from the source, the same in both forms."""
+    tree = ast.parse((Path(__file__).parent.parent / "src/synack/core/tcb.py").read_text())
+    config = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config")
+    kinds = {"bool": bool, "int": int, "str": str, "float": float}
+    declared = {node.target.id: kinds[ast.unparse(node.annotation).removesuffix(" | None")]
+                for node in config.body
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    assert len(declared) >= 28 and declared["mss"] is int and declared["user_timeout"] is float
+    assert config_fields() == declared
 
 
 def test_the_profile_config_reaches_the_stack(tmp_path: Path) -> None:

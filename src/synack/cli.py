@@ -11,12 +11,22 @@ from synack import __version__
 Handler = Callable[[argparse.Namespace], int]
 
 
+def core_form() -> str:
+    """Which form of the TCP core runs: Python (the default install) or compiled by mypyc."""
+    import synack.core
+
+    names = synack.core.compiled_modules()
+    if not names:
+        return "core: Python"
+    return f"core: compiled by mypyc ({len(names)} modules of synack.core)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synack",
         description="A TCP you can read: RFC 9293 in Python, on a simulated network or a TUN device.",
     )
-    parser.add_argument("--version", action="version", version=f"synack {__version__}")
+    parser.add_argument("--version", action="version", version=f"synack {__version__}, {core_form()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from synack import analyze, decode, drill, netcat, scenarios, statediagram
 

@@ -15,8 +15,12 @@ unseeded randomness (``tests/test_layout.py`` enforces it). Imports inside point
 * :mod:`~synack.core.recovery` — loss recovery: the SACK scoreboard, RFC 6675 and RFC 6582;
 * :mod:`~synack.core.connection` — the TCB and every state transition (RFC 9293 §3.10);
 * :mod:`~synack.core.host` — demultiplexing, listeners, ports, ISNs, RSTs for strays.
+
+The package runs as Python, or compiled by mypyc when installed with ``SYNACK_MYPYC=1``
+(:func:`compiled` tells which; :mod:`~synack.core._mypyc` says what compiling asks of the code).
 """
 
+from synack.core._mypyc import compiled_modules, picklable_frozen_dataclasses
 from synack.core.buffers import ReassemblyQueue
 from synack.core.congestion import CONTROLLERS, CongestionController, NewReno
 from synack.core.connection import (
@@ -39,6 +43,8 @@ from synack.core.host import AddressInUse, AddressNotAvailable, Host, InvalidAdd
 from synack.core.records import TRANSITIONS, Cause, Event, State, Transition
 from synack.core.timers import RttEstimator
 from synack.core.wire import IPPacket, Segment, WireError, build_packet, parse_packet, segment_acceptable
+
+picklable_frozen_dataclasses()  # compiled by mypyc they would not unpickle (see synack.core._mypyc)
 
 __all__ = [
     "CONTROLLERS",
@@ -74,7 +80,15 @@ __all__ = [
     "Transition",
     "WireError",
     "build_packet",
+    "compiled",
+    "compiled_modules",
     "parse_packet",
     "reset_for",
     "segment_acceptable",
 ]
+
+
+def compiled() -> bool:
+    """True when this core runs as C extension modules compiled by mypyc (``SYNACK_MYPYC=1 pip
+    install .``), False when it runs as Python (the default install). The two behave the same."""
+    return bool(compiled_modules())

@@ -67,6 +67,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
+from synack.core._mypyc import mypyc_attr
 from synack.core.wire import shared_int
 
 __all__ = ["CONTROLLERS", "CongestionController", "NewReno", "initial_window", "make_controller"]
@@ -81,6 +82,7 @@ def initial_window(mss: int) -> int:
     return 4 * mss
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CongestionController:
     """The interface, and a controller that never changes its window (every hook does nothing).
 
@@ -125,6 +127,7 @@ class CongestionController:
         (RFC 5681 §4.1, "restarting idle connections")."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class NewReno(CongestionController):
     """RFC 5681 slow start and congestion avoidance; on a loss, half the flight (RFC 5681
     equation 4) — the window arithmetic of Reno and NewReno (RFC 6582)."""

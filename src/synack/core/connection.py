@@ -25,6 +25,7 @@ import errno as errno_codes
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
+from synack.core._mypyc import mypyc_attr
 from synack.core.buffers import ReassemblyQueue
 from synack.core.records import (
     TRANSITIONS,
@@ -151,6 +152,7 @@ class _Arrival:
 # ---------------------------------------------------------------------------------------------
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Connection(Tcb):
     """A TCB and its event processing (RFC 9293 §3.10): the user calls, segment arrival and the
     timeouts — every state transition a connection makes. The variables and the output are the

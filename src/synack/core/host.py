@@ -19,8 +19,9 @@ import heapq
 import ipaddress
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
+from synack.core._mypyc import mypyc_attr
 from synack.core.connection import Config, Connection, LocalError, reset_for
 from synack.core.cookies import check_cookie, make_cookie, ts_options_decode, ts_options_encode
 from synack.core.records import (
@@ -186,6 +187,7 @@ class Listener:
             self.on_ready(self)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Host:
     """Connections, listeners and ports of one host (one or more IPv4/IPv6 addresses).
 
@@ -200,7 +202,7 @@ class Host:
     model another TCP).
     """
 
-    connection_class: type[Connection] = Connection
+    connection_class: ClassVar[type[Connection]] = Connection
 
     def __init__(
         self,

@@ -18,8 +18,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
+from synack.core._mypyc import mypyc_attr
 from synack.core.wire import Segment, format_segment
 
 __all__ = [
@@ -445,6 +446,9 @@ class ResetReason(enum.Enum):
 # ---------------------------------------------------------------------------------------------
 # Records
 # ---------------------------------------------------------------------------------------------
+# Each record's ``kind`` is a property rather than a ``ClassVar``: the mypyc build hands a
+# dataclass's class variables to ``dataclasses`` as fields (mypyc issue 1122), and a field with
+# a default cannot come before ``t``.
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,12 +456,16 @@ class StateRecord:
     """A connection changed state. ``detail`` is the caller's words for an ABORT (an API's
     reason such as ``close() with SO_LINGER 0``), else empty."""
 
-    kind: ClassVar[str] = "state"
     t: float
     host: str
     conn: ConnKey
     transition: Transition
     detail: str = ""
+
+    @property
+    def kind(self) -> str:
+        """What the record is, in its JSON form: ``state``."""
+        return "state"
 
     @property
     def old(self) -> str:
@@ -481,13 +489,17 @@ class StateRecord:
 class TimerRecord:
     """A timer of a connection fired; ``count`` numbers retransmissions and keep-alive probes."""
 
-    kind: ClassVar[str] = "timer"
     t: float
     host: str
     conn: ConnKey
     timer: Timer
     action: TimerAction
     count: int = 0
+
+    @property
+    def kind(self) -> str:
+        """What the record is, in its JSON form: ``timer``."""
+        return "timer"
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.t, "kind": self.kind, "host": self.host, "conn": list(self.conn),
@@ -498,11 +510,15 @@ class TimerRecord:
 class UserCallRecord:
     """A user call on a connection."""
 
-    kind: ClassVar[str] = "call"
     t: float
     host: str
     conn: ConnKey
     call: Call
+
+    @property
+    def kind(self) -> str:
+        """What the record is, in its JSON form: ``call``."""
+        return "call"
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.t, "kind": self.kind, "host": self.host, "conn": list(self.conn),
@@ -515,12 +531,16 @@ class DropRecord:
     involved; ``detail`` carries data that explains it (the parser's message for a malformed
     packet, the address of a packet not for us)."""
 
-    kind: ClassVar[str] = "host_drop"
     t: float
     host: str
     conn: ConnKey | None
     reason: Drop
     detail: str = ""
+
+    @property
+    def kind(self) -> str:
+        """What the record is, in its JSON form: ``host_drop``."""
+        return "host_drop"
 
     @property
     def text(self) -> str:
@@ -537,12 +557,16 @@ class RecoveryRecord:
     """Loss recovery entered, made its rescue retransmission, or ended; ``seq`` is the recovery
     point on entry, the retransmitted sequence number of the rescue, the ACK that ended it."""
 
-    kind: ClassVar[str] = "recovery"
     t: float
     host: str
     conn: ConnKey
     action: RecoveryAction
     seq: int
+
+    @property
+    def kind(self) -> str:
+        """What the record is, in its JSON form: ``recovery``."""
+        return "recovery"
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.t, "kind": self.kind, "host": self.host, "conn": list(self.conn),
@@ -553,12 +577,16 @@ class RecoveryRecord:
 class SegmentRecord:
     """A segment a connection processed (``outbound`` False) or produced (True)."""
 
-    kind: ClassVar[str] = "segment"
     t: float
     host: str
     conn: ConnKey
     outbound: bool
     seg: Segment
+
+    @property
+    def kind(self) -> str:
+        """What the record is, in its JSON form: ``segment``."""
+        return "segment"
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.t, "kind": self.kind, "host": self.host, "conn": list(self.conn),
@@ -569,13 +597,17 @@ class SegmentRecord:
 class ResetRecord:
     """A host answered a segment from ``addr``:``port`` that no connection wanted with ``rst``."""
 
-    kind: ClassVar[str] = "reset"
     t: float
     host: str
     reason: ResetReason
     addr: str
     port: int
     rst: Segment
+
+    @property
+    def kind(self) -> str:
+        """What the record is, in its JSON form: ``reset``."""
+        return "reset"
 
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.t, "kind": self.kind, "host": self.host, "reason": self.reason.value,
@@ -613,6 +645,7 @@ Record = (StateRecord | TimerRecord | UserCallRecord | DropRecord | RecoveryReco
 # ---------------------------------------------------------------------------------------------
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Observer:
     """What a connection reports while it works, one method per kind of fact. Every method does
     nothing here; override the ones you need. ``conn`` is the

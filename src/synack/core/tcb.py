@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from synack.core._mypyc import mypyc_attr
 from synack.core.buffers import ReassemblyQueue
 from synack.core.congestion import CONTROLLERS, CongestionController, make_controller
 from synack.core.records import (
@@ -190,6 +191,7 @@ def default_mss(ipv6: bool) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Tcb:
     """The variables of one connection (RFC 9293 §3.3.1) and its output (§3.8).
 

@@ -317,7 +317,7 @@ _OPTION_NAMES: Final = {0: "EOL", 1: "NOP", 2: "MSS", 3: "window scale", 4: "SAC
                         8: "timestamps"}
 
 
-def parse_options(data: bytes, base: int = 20) -> tuple[Option, ...]:
+def parse_options(data: bytes | memoryview, base: int = 20) -> tuple[Option, ...]:
     """Parse the option bytes of a TCP header. ``base`` is the offset of ``data`` in the header.
 
     Options may begin on any byte boundary (MUST-64); an illegal length raises WireError (MUST-7:
@@ -546,7 +546,7 @@ def _fold(total: int) -> int:
     return 0xFFFF - r if r else (0x0000 if total else 0xFFFF)
 
 
-def _be(data: bytes) -> int:
+def _be(data: bytes | memoryview) -> int:
     """A number ≡ the sum of the 16-bit big-endian words of ``data`` (mod 0xFFFF), an odd last
     byte padded with a zero on its right; it is 0 only when ``data`` is all zeros.
 
@@ -623,7 +623,8 @@ def parse_segment(
     return _parse_tcp(data, src, dst, base, None)
 
 
-def _parse_tcp(data: bytes, src: str | None, dst: str | None, base: int, pseudo: int | None) -> Segment:
+def _parse_tcp(data: bytes | memoryview, src: str | None, dst: str | None, base: int,
+               pseudo: int | None) -> Segment:
     """parse_segment; ``pseudo``, when given, is ``_be`` of the pseudo-header (parse_packet has it
     from the address bytes, without a round trip through text)."""
     n = len(data)
@@ -747,10 +748,10 @@ def build_ip_packet(pkt: IPPacket) -> bytes:
                         frag=pkt.frag, flow=pkt.flow, ip_options=pkt.ip_options)
 
 
-def _view(data: bytes | memoryview, start: int, end: int) -> bytes:
+def _view(data: bytes | memoryview, start: int, end: int) -> bytes | memoryview:
     """``data[start:end]``, without copying a large packet (the payload is copied once, later)."""
     if end - start > 4096:
-        return memoryview(data)[start:end]  # type: ignore[return-value]
+        return memoryview(data)[start:end]
     return bytes(data[start:end])  # no copy when ``data`` is bytes
 
 

@@ -75,18 +75,30 @@ BUILTIN: Final = {
 }
 
 
+_KINDS: Final = {"bool": bool, "int": int, "str": str, "float": float}
+# Config's fields that may be None, with the type of their other values. The Python core's
+# annotations say so ("int | None", text under ``from __future__ import annotations``); the core
+# compiled by mypyc keeps a plain type (int) as the class itself but a union only as ``type``.
+_NULLABLE: Final = {"mss": int, "user_timeout": float, "fin_wait_2_timeout": float, "ooo_limit": int}
+
+
+def _field_kind(name: str, annotation: object) -> type:
+    """bool, int, str or float: what ``--config name=VALUE`` converts VALUE to."""
+    if isinstance(annotation, str):  # the Python core
+        kinds = [_KINDS.get(part) for part in annotation.split(" | ") if part != "None"]
+        if len(kinds) == 1 and kinds[0] is not None:
+            return kinds[0]
+    for kind in _KINDS.values():  # the compiled core, a field of one plain type
+        if annotation is kind:
+            return kind
+    if name in _NULLABLE:  # the compiled core, an optional field
+        return _NULLABLE[name]
+    raise TypeError(f"Config.{name}: no --config conversion for the annotation {annotation!r}")
+
+
 def config_fields() -> dict[str, type]:
     """The fields of :class:`~synack.core.connection.Config` a profile may set, and their types."""
-    out: dict[str, type] = {}
-    for f in dataclasses.fields(Config):
-        text = str(f.type)
-        kind: type = float
-        for name, typ in (("bool", bool), ("int", int), ("str", str), ("float", float)):
-            if name in text.split(" | "):
-                kind = typ
-                break
-        out[f.name] = kind
-    return out
+    return {f.name: _field_kind(f.name, f.type) for f in dataclasses.fields(Config)}
 
 
 def parse_config_value(key: str, text: str) -> Any:
