@@ -20,6 +20,8 @@ COMPILED_SELECTION=(
   --ignore=tests/test_conformance_doc.py  # the conformance document against the tests' names
   --ignore=tests/test_htmlview.py         # HTML and SVG formatting, a Chromium screenshot
   --ignore=tests/test_analyze_tshark.py   # tshark's verdicts on the analyzer's, 40 s of tshark
+  --ignore=tests/test_fuzz_bench.py       # bench/fuzz.py: atheris instruments Python code, and its
+                                          # snapshots pickle whole hosts (the Python core only)
   --deselect=tests/test_analyze_cli.py::test_dask_local_cluster_gives_the_same_results  # Dask
   --deselect=tests/test_analyze_cli.py::test_dask_unreachable_is_a_clear_error           # a 10 s timeout
   --deselect=tests/test_analyze_cli.py::test_report_in_headless_chromium                 # Chromium

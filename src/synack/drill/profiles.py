@@ -79,7 +79,8 @@ _KINDS: Final = {"bool": bool, "int": int, "str": str, "float": float}
 # Config's fields that may be None, with the type of their other values. The Python core's
 # annotations say so ("int | None", text under ``from __future__ import annotations``); the core
 # compiled by mypyc keeps a plain type (int) as the class itself but a union only as ``type``.
-_NULLABLE: Final = {"mss": int, "user_timeout": float, "fin_wait_2_timeout": float, "ooo_limit": int}
+_NULLABLE: Final = {"mss": int, "user_timeout": float, "fin_wait_2_timeout": float, "ooo_limit": int,
+                    "initial_window": int}
 
 
 def _field_kind(name: str, annotation: object) -> type:
