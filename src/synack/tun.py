@@ -102,13 +102,12 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import Any, Final, Protocol, TypeVar, cast
 
 from synack.core.connection import Config
 from synack.core.host import Host, HostTracer
 from synack.core.records import State
-from synack.core.wire import Segment, build_packet, internet_checksum
+from synack.core.wire import Segment, build_headers_partial, build_packet, encode_options, internet_checksum
 from synack.pcap import PcapWriter
 
 __all__ = [
@@ -469,9 +468,64 @@ def _tso_frame(src: str, dst: str, seg: Segment, ttl: int, tos: int, gso_size: i
     """One GSO frame for a segment the core made larger than the MSS (TSO: ``Host.tso_max``),
     for the kernel to take as ``gso_size`` pieces. Only the headers are built here: the payload
     is never summed in Python."""
-    hdr = bytearray(build_packet(src, dst, replace(seg, payload=b""), ttl=ttl, tos=tos))
+    hdr = build_headers_partial(src, dst, seg, len(seg.payload), ttl=ttl, tos=tos)
     ihl = 20 if hdr[0] >> 4 == 4 else 40
-    return b"".join((_gso_header(hdr, ihl, len(hdr) - ihl, len(seg.payload), gso_size), seg.payload))
+    gso = _GSO_TCPV4 if ihl == 20 else _GSO_TCPV6
+    return b"".join((_VNET_HDR.pack(_NEEDS_CSUM, gso, len(hdr), gso_size, ihl, 16), hdr, seg.payload))
+
+
+def _partial_frame(src: str, dst: str, seg: Segment, ttl: int, tos: int) -> bytes:
+    """The frame of one segment with its TCP checksum left to the kernel (NEEDS_CSUM, checksum
+    offload): :func:`~synack.core.wire.build_packet`'s packet but for that field, which the
+    kernel completes — or, delivering the packet locally, never needs to. No payload octet is
+    summed in Python, and the payload is copied once."""
+    hdr = build_headers_partial(src, dst, seg, len(seg.payload), ttl=ttl, tos=tos)
+    ihl = 20 if hdr[0] >> 4 == 4 else 40
+    return b"".join((_VNET_HDR.pack(_NEEDS_CSUM, 0, len(hdr), 0, ihl, 16), hdr, seg.payload))
+
+
+def _conn_frames(src: str, dst: str, segs: list[Segment], ttl: int, tos: int, mss: int) -> list[bytes]:
+    """The frames for one connection's segments, in order, every TCP checksum left to the
+    kernel: a TSO segment (larger than ``mss``) is one GSO frame of ``mss`` pieces; a run of
+    consecutive data segments of one size, the last possibly shorter or with PSH (what
+    :func:`_to_vnet` coalesces from the packets), one GSO frame of that size; any other
+    segment one frame of its own (:func:`_partial_frame`). The frames are :func:`_to_vnet`'s
+    of the built packets but for the checksums the kernel completes (tests/test_tun_offload.py)."""
+    out: list[bytes] = []
+    n = len(segs)
+    i = 0
+    while i < n:
+        s = segs[i]
+        size = len(s.payload)
+        if size > mss:
+            out.append(_tso_frame(src, dst, s, ttl, tos, mss))
+            i += 1
+            continue
+        j = i + 1
+        if s.flags == _ACK_FLAG and size:
+            limit = 65535 - (20 if ":" not in src else 40) - 20 - len(encode_options(s.options))
+            seq = (s.seq + size) & 0xFFFFFFFF
+            total = size
+            while j < n and total + size <= limit:
+                q = segs[j]
+                qsize = len(q.payload)
+                if not 0 < qsize <= size or (q.flags != _ACK_FLAG and q.flags != _PSH_ACK) or q.seq != seq \
+                        or q.ack != s.ack or q.window != s.window or q.options != s.options or q.urg != s.urg:
+                    break
+                total += qsize
+                seq = (seq + qsize) & 0xFFFFFFFF
+                j += 1
+                if qsize < size or q.flags != _ACK_FLAG:
+                    break  # a short segment or a PSH ends the run
+        if j - i == 1:
+            out.append(_partial_frame(src, dst, s, ttl, tos))
+        else:
+            last = segs[j - 1]
+            run = Segment(s.src_port, s.dst_port, s.seq, s.ack, last.flags, s.window, s.options,
+                          b"".join([q.payload for q in segs[i:j]]), s.urg)
+            out.append(_tso_frame(src, dst, run, ttl, tos, size))
+        i = j
+    return out
 
 
 def _gso_header(hdr: bytearray, ihl: int, thl: int, paylen: int, gso_size: int) -> bytes:
@@ -498,7 +552,9 @@ def _gso_header(hdr: bytearray, ihl: int, thl: int, paylen: int, gso_size: int) 
 
 def _to_vnet(packets: list[bytes]) -> list[bytes]:
     """Frames for a device with IFF_VNET_HDR: runs of full-sized data segments of one flow
-    become one GSO frame; everything else is sent as it is behind an empty header."""
+    become one GSO frame; everything else is sent as it is behind an empty header. (The
+    driver's frames for the host's own packets, and the reference :func:`_conn_frames` is
+    tested against.)"""
     out: list[bytes] = []
     n = len(packets)
     i = 0
@@ -992,28 +1048,20 @@ class TunStack:
         if pcap is not None:
             for pkt in plain:
                 pcap.write(pkt, ts)
-        frames: list[bytes] = []
+        # The host's own packets (RSTs for no connection) carry their checksums; a connection's
+        # leave with the TCP checksum for the kernel to complete (checksum offload).
+        frames = _to_vnet(plain) if plain else []
         n = len(plain)
         tso = 0
         for conn, segs in batches:
             la, ra, ttl, tos, mss = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos, conn.snd_mss
+            n += len(segs)
             for seg in segs:
-                n += 1
                 if len(seg.payload) > mss:
-                    if plain:
-                        frames.extend(_to_vnet(plain))
-                        plain = []
-                    frames.append(_tso_frame(la, ra, seg, ttl, tos, mss))
                     tso += 1
-                    if pcap is not None:
-                        pcap.write(build_packet(la, ra, seg, ttl=ttl, tos=tos), ts)
-                    continue
-                pkt = build_packet(la, ra, seg, ttl=ttl, tos=tos)
-                plain.append(pkt)
                 if pcap is not None:
-                    pcap.write(pkt, ts)
-        if plain:
-            frames.extend(_to_vnet(plain))
+                    pcap.write(build_packet(la, ra, seg, ttl=ttl, tos=tos), ts)
+            frames += _conn_frames(la, ra, segs, ttl, tos, mss)
         if n:
             self.counters["packets_out"] += n
             if tso:
