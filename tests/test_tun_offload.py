@@ -21,7 +21,7 @@ import pytest
 from synack.core.host import Host
 from synack.core.wire import Segment, Timestamps, WireError, build_packet, parse_packet
 from synack.pcap import PcapWriter, ip_packet, read_pcap
-from synack.tun import TunStack, _conn_frames, _from_vnet, _gso_frame, _partial_frame, _to_vnet
+from synack.tun import TunStack, _conn_frames, _from_vnet, _gso_frame, _partial_frame, _to_vnet, _tso_packets
 
 US, THEM = "10.77.0.2", "10.77.0.1"
 US6, THEM6 = "fd77::2", "fd77::1"
@@ -238,3 +238,21 @@ def test_a_partial_frame_completed_is_build_packets_packet() -> None:
             flags, gso, _, _, start, off = VNET.unpack_from(frame)
             assert (flags, gso, start, off) == (NEEDS_CSUM, 0, 20 if ":" not in src else 40, 16)
             assert _from_vnet(frame) == build_packet(src, dst, seg)
+
+
+@pytest.mark.parametrize("src,dst", [(US, THEM), (US6, THEM6)], ids=["ipv4", "ipv6"])
+def test_software_segmentation_gives_the_per_mss_packets(src: str, dst: str) -> None:
+    """Without offloads the driver cuts a TSO segment itself (:func:`_tso_packets`): the packets
+    are build_packet's of the per-MSS segments the connection sends without TSO (split as in
+    tests/test_conn_tso.py), byte for byte — checksums included."""
+    rng = random.Random(5)
+    for _ in range(300):
+        mss = rng.choice((1448, 1447, 536, 1, 7, 1220))
+        n = rng.randint(mss + 1, min(45 * mss + mss - 1, 65000))
+        flags = rng.choice((0x10, 0x18, 0x11, 0x19, 0x38))
+        opts = rng.choice(((), (Timestamps(rng.getrandbits(32), rng.getrandbits(32)),)))
+        big = Segment(rng.randint(1, 65535), rng.randint(1, 65535), rng.getrandbits(32), rng.getrandbits(32),
+                      flags, rng.randint(0, 65535), opts, rng.randbytes(n), urg=rng.choice((0, 5)))
+        ttl, tos = rng.randint(1, 255), rng.randint(0, 255)
+        want = [build_packet(src, dst, p, ttl=ttl, tos=tos) for p in _split(big, mss)]
+        assert _tso_packets(src, dst, big, ttl, tos, mss) == want

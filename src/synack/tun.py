@@ -147,6 +147,8 @@ _GSO_TCPV4: Final = 1
 _GSO_TCPV6: Final = 4
 _ACK_FLAG: Final = 0x10
 _PSH_ACK: Final = 0x18
+_PSH: Final = 0x08
+_FIN: Final = 0x01
 # The most payload a TSO segment may carry: the IPv4 total length (65535) less a 20-octet IP
 # header and the longest TCP header (60).
 _TSO_MAX: Final = 65535 - 20 - 60
@@ -474,6 +476,44 @@ def _tso_frame(src: str, dst: str, seg: Segment, ttl: int, tos: int, gso_size: i
     return b"".join((_VNET_HDR.pack(_NEEDS_CSUM, gso, len(hdr), gso_size, ihl, 16), hdr, seg.payload))
 
 
+def _tso_packets(src: str, dst: str, seg: Segment, ttl: int, tos: int, mss: int) -> list[bytes]:
+    """Software segmentation, for a device without offloads: the IP packets of the ``mss``
+    pieces a TSO segment stands for, as :func:`~synack.core.wire.build_packet` makes them for the
+    per-MSS segments the connection sends without TSO (every header field copied, the sequence
+    number advanced, PSH and FIN on the last piece only, as Linux's GSO cuts them;
+    tests/test_tun_offload.py). The full pieces share one header: only the sequence number and
+    the TCP checksum change — the header's sum is taken once, and each piece's checksum adds
+    the sequence number and the sum of its payload (still one pass over every octet: MUST-2)."""
+    payload = seg.payload
+    n = len(payload)
+    flags = seg.flags & ~(_PSH | _FIN)
+    tail = n - ((n - 1) // mss) * mss  # the last piece: 1..mss octets
+    out: list[bytes] = []
+    if n > tail:
+        zero = Segment(seg.src_port, seg.dst_port, 0, seg.ack, flags, seg.window, seg.options, b"", seg.urg)
+        hdr = build_headers_partial(src, dst, zero, mss, ttl=ttl, tos=tos)
+        at = 20 if hdr[0] >> 4 == 4 else 40
+        # The partial field holds the pseudo-header's sum; with it, the header's own words (its
+        # sequence number zero) — every piece adds its sequence number and payload to this.
+        base = int.from_bytes(hdr[at:], "big")
+        head, mid, rest = hdr[:at + 4], hdr[at + 8:at + 16], hdr[at + 18:]
+        pad = 8 if mss & 1 else 0  # an odd piece is summed as if a zero octet followed it
+        seq0 = seg.seq
+        join = b"".join
+        view = memoryview(payload)
+        for off in range(0, n - tail, mss):
+            piece = view[off:off + mss]
+            seq = (seq0 + off) & 0xFFFFFFFF
+            r = (base + seq + (int.from_bytes(piece, "big") << pad)) % 0xFFFF
+            out.append(join((head, seq.to_bytes(4, "big"), mid, (0xFFFF - r if r else 0).to_bytes(2, "big"),
+                             rest, piece)))
+    seq = (seg.seq + n - tail) & 0xFFFFFFFF
+    last = Segment(seg.src_port, seg.dst_port, seq, seg.ack, seg.flags, seg.window, seg.options,
+                   payload[n - tail:], seg.urg)
+    out.append(build_packet(src, dst, last, ttl=ttl, tos=tos))
+    return out
+
+
 def _partial_frame(src: str, dst: str, seg: Segment, ttl: int, tos: int) -> bytes:
     """The frame of one segment with its TCP checksum left to the kernel (NEEDS_CSUM, checksum
     offload): :func:`~synack.core.wire.build_packet`'s packet but for that field, which the
@@ -710,9 +750,18 @@ class TunStack:
     GSO packet with ``gso_size`` = the connection's send MSS — the per-MSS segments it stands for
     are the ones the core sends without TSO (PSH only on the last, one timestamp for all), and
     the pcap shows the large segment, as tcpdump does on a TSO NIC. The MSS both ends announce
-    is unchanged; only the number of segments and packets crossing the device is not. Off by
-    default so that every segment is seen as it is on a wire (and in the pcap).
-    ``stats()["tso_segments_out"]`` counts the TSO segments.
+    is unchanged; only the number of segments and packets crossing the device is not. Every TCP
+    checksum we send is then left for the kernel to complete (``NEEDS_CSUM``, as a NIC's
+    checksum offload; the kernel never needs to for local delivery): no payload is summed in
+    Python on the send path. Off by default so that every packet crosses the device as it
+    would cross a wire (and the pcap shows it so).
+
+    Without offloads the core makes TSO segments all the same (unless the host has a tracer,
+    which then sees exactly the segments on the wire) and the driver cuts them into the
+    per-MSS packets they stand for (software segmentation, :func:`_tso_packets`, byte for byte
+    the packets the connection sends without TSO): one header is summed per segment instead of
+    one per packet, and the core's per-segment work is done once per 64 KB.
+    ``stats()["tso_segments_out"]`` counts the TSO segments, either way.
 
     Threads (see the module documentation): every method may be called from any thread;
     :attr:`lock`, a ``threading.RLock`` that a waiting thread lets go whatever its depth,
@@ -740,8 +789,9 @@ class TunStack:
         try:
             self.host = host if host is not None else Host(addresses, name=name, config=config,
                                                            isn_key=os.urandom(32), mtu=mtu, tracer=tracer)
-            # TSO in the core: with offload the kernel segments what we write (_output).
-            self.host.tso_max = _TSO_MAX if offload else 0
+            # TSO in the core: with offload the kernel segments what we write, without it the
+            # driver does (_output) — unless a tracer watches the segments the core sends.
+            self.host.tso_max = _TSO_MAX if offload or self.host.tracer is None else 0
             self._own_pcap = isinstance(pcap, str)
             self.pcap: PcapWriter | None = PcapWriter(pcap) if isinstance(pcap, str) else pcap
         except BaseException:
@@ -1035,7 +1085,19 @@ class TunStack:
         host = self.host
         pcap = self.pcap
         if not self.offload:
-            packets = host.packets_to_send(now)
+            # Host.packets_to_send, but a TSO segment is cut into its MSS packets here.
+            packets, batches = host.segments_to_send(now)
+            tso = 0
+            for conn, segs in batches:
+                la, ra, ttl, tos, mss = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos, conn.snd_mss
+                for seg in segs:
+                    if len(seg.payload) > mss:
+                        packets += _tso_packets(la, ra, seg, ttl, tos, mss)
+                        tso += 1
+                    else:
+                        packets.append(build_packet(la, ra, seg, ttl=ttl, tos=tos))
+            if tso:
+                self.counters["tso_segments_out"] += tso
             if packets:
                 if pcap is not None:
                     ts = time.time()
