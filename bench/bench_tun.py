@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from synack import sockets
 from synack.core.records import State
@@ -168,14 +169,15 @@ def tun_run(stack: TunStack, ns: str, direction: str, nbytes: int) -> tuple[floa
         return dt, cpu
 
 
-def bench_tun(mtu: int, nbytes: int, runs: int, profile: bool,
-              offload: bool) -> dict[str, list[tuple[float, float]]]:
+def bench_tun(mtu: int, nbytes: int, runs: int, profile: bool, offload: bool,
+              write_thread: bool = False) -> dict[str, list[tuple[float, float]]]:
     """(seconds, CPU seconds) of each synack transfer, per direction."""
     ns = f"synack-bench-{os.getpid()}"
     create_netns(ns)
     results: dict[str, list[tuple[float, float]]] = {"send": [], "recv": []}
+    extra: dict[str, Any] = {"write_thread": True} if write_thread else {}  # older trees lack it
     try:
-        with TunStack(netns=ns, mtu=mtu, offload=offload) as stack:
+        with TunStack(netns=ns, mtu=mtu, offload=offload, **extra) as stack:
             for direction in ("send", "recv"):
                 for i in range(runs):
                     prof = cProfile.Profile() if profile and i == 0 else None
@@ -327,6 +329,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", metavar="N",
                     help="measure N threads echoing on one stack instead (both ways of driving it)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE (JSON)")
+    ap.add_argument("--write-thread", choices=["off", "on", "offload-off"], default="off",
+                    help="TunStack(write_thread=True): always, or only for the runs without offloads")
     args = ap.parse_args()
     nbytes = int(args.mb * 1e6)
     if args.threads:
@@ -337,11 +341,12 @@ def main() -> None:
     for mtu in args.mtu:
         veth = None if args.no_veth else bench_veth(mtu, nbytes, args.runs)
         for offload in modes:
-            tun = bench_tun(mtu, nbytes, args.runs, args.profile, offload)
+            thread = args.write_thread == "on" or (args.write_thread == "offload-off" and not offload)
+            tun = bench_tun(mtu, nbytes, args.runs, args.profile, offload, thread)
             for direction in ("recv", "send"):
                 times = [t for t, _ in tun[direction]]
                 row = {
-                    "mtu": mtu, "offload": offload, "direction": direction,
+                    "mtu": mtu, "offload": offload, "direction": direction, "write_thread": thread,
                     "mbps": nbytes / statistics.median(times) / 1e6,
                     "runs": [nbytes / t / 1e6 for t in times],
                     "mb_per_cpu_s": nbytes / statistics.median(c for _, c in tun[direction]) / 1e6,
@@ -350,14 +355,17 @@ def main() -> None:
                 rows.append(row)
     print(f"\n{args.mb:g} MB per transfer, median of {args.runs} runs (MB/s = 10^6 bytes/s; "
           f"per CPU s: this process's user + system CPU time); load average {_loadavg()}")
-    print("| MTU | offload | direction | synack MB/s | runs | MB per CPU s | kernel<->kernel (veth) MB/s |")
-    print("|---:|---|---|---:|---|---:|---:|")
+    print("| MTU | offload | direction | write thread | synack MB/s | runs | MB per CPU s | "
+          "kernel<->kernel (veth) MB/s |")
+    print("|---:|---|---|---|---:|---|---:|---:|")
     for r in rows:
         label = "kernel -> synack" if r["direction"] == "recv" else "synack -> kernel"
         runs = ", ".join(f"{x:.0f}" for x in r["runs"])
         ref = f"{r['veth']:.0f}" if r["veth"] is not None else "-"
-        print(f"| {r['mtu']} | {'on' if r['offload'] else 'off'} | {label} | {r['mbps']:.1f} | {runs} | "
-              f"{r['mb_per_cpu_s']:.0f} | {ref} |")
+        thread = "yes" if r["write_thread"] else "no"
+        off = "on" if r["offload"] else "off"
+        rate, cpu = f"{r['mbps']:.1f}", f"{r['mb_per_cpu_s']:.0f}"
+        print(f"| {r['mtu']} | {off} | {label} | {thread} | {rate} | {runs} | {cpu} | {ref} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"mb": args.mb, "runs": args.runs, "loadavg": _loadavg(), "rows": rows}, f, indent=1)

@@ -192,13 +192,15 @@ class Lab:
 
 @pytest.fixture
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """A fresh namespace with synack on TUN in it (``indirect`` parameter: offloads on/off)."""
-    offload = bool(getattr(request, "param", False))
+    """A fresh namespace with synack on TUN in it (``indirect`` parameter: offloads on/off, or
+    ``"thread"``: no offloads, a thread writing to the device)."""
+    param = getattr(request, "param", False)
+    offload = param is True
     ns = f"synack-{os.getpid()}-{next(_serial)}"
     create_netns(ns)
     the_lab: Lab | None = None
     try:
-        stack = TunStack(netns=ns, config=Config(msl=30.0), offload=offload)
+        stack = TunStack(netns=ns, config=Config(msl=30.0), offload=offload, write_thread=param == "thread")
         the_lab = Lab(ns, stack)
         yield the_lab
     finally:
@@ -339,7 +341,8 @@ def bulk_data() -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-BULK_MODES = pytest.mark.parametrize("lab", [False, True], indirect=True, ids=["plain", "offload"])
+BULK_MODES = pytest.mark.parametrize("lab", [False, True, "thread"], indirect=True,
+                                     ids=["plain", "offload", "write-thread"])
 
 
 @BULK_MODES

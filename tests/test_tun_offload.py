@@ -9,6 +9,7 @@ read, non-blocking), into ``TunStack._read_all``; no root is needed.
 from __future__ import annotations
 
 import io
+import os
 import random
 import socket
 import struct
@@ -21,7 +22,16 @@ import pytest
 from synack.core.host import Host
 from synack.core.wire import Segment, Timestamps, WireError, build_packet, parse_packet
 from synack.pcap import PcapWriter, ip_packet, read_pcap
-from synack.tun import TunStack, _conn_frames, _from_vnet, _gso_frame, _partial_frame, _to_vnet, _tso_packets
+from synack.tun import (
+    TunStack,
+    _conn_frames,
+    _from_vnet,
+    _gso_frame,
+    _partial_frame,
+    _to_vnet,
+    _tso_packets,
+    _Writer,
+)
 
 US, THEM = "10.77.0.2", "10.77.0.1"
 US6, THEM6 = "fd77::2", "fd77::1"
@@ -256,3 +266,32 @@ def test_software_segmentation_gives_the_per_mss_packets(src: str, dst: str) -> 
         ttl, tos = rng.randint(1, 255), rng.randint(0, 255)
         want = [build_packet(src, dst, p, ttl=ttl, tos=tos) for p in _split(big, mss)]
         assert _tso_packets(src, dst, big, ttl, tos, mss) == want
+
+
+# =============================================================================================
+# The writer thread (TunStack(write_thread=True))
+# =============================================================================================
+
+
+def test_the_writer_thread_writes_every_frame_in_order_through_a_full_queue() -> None:
+    """Frames leave in the order queued; a full device queue (EAGAIN) is waited out in the
+    writer's poll and nothing is lost."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.setblocking(False)
+    wake = os.eventfd(0, os.EFD_NONBLOCK)
+    writer = _Writer(ours.fileno(), wake, "test-writer")
+    try:
+        frames = [i.to_bytes(4, "big") * 300 for i in range(2000)]
+        for k in range(0, len(frames), 100):
+            writer.put(frames[k:k + 100])
+        theirs.settimeout(5)
+        got = [theirs.recv(2000) for _ in frames]
+        assert got == frames
+        assert not writer.errors and not writer.gone
+    finally:
+        writer.stop()
+        assert not writer.thread.is_alive()
+        os.close(wake)
+        ours.close()
+        theirs.close()
