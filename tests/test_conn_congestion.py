@@ -5,6 +5,7 @@ Level 1: one connection, exact segments at exact virtual times (tcpkit)."""
 
 from __future__ import annotations
 
+import pytest
 from tcpkit import (
     MSS,
     PLAIN,
@@ -280,3 +281,37 @@ def test_rfc5681_no_restart_when_the_pause_is_shorter_than_the_rto() -> None:
     cwnd = c.cc.cwnd
     c.send(DATA[:10 * MSS], t + 0.5)
     assert len(pull(c, t + 0.5)) == min(10, cwnd // MSS)
+
+
+# =============================================================================================
+# Config.initial_window: a fixed initial window in segments (RFC 6928's and Linux's 10), for
+# scripts and comparisons that assume it; RFC 5681's equation (1) otherwise; one segment after
+# a lost SYN whatever it says (RFC 5681 §3.1).
+# =============================================================================================
+
+
+def test_initial_window_of_ten_segments_when_configured() -> None:
+    c = conn_established(PLAIN.with_(initial_window=10))
+    c.send(DATA[:20 * MSS], 1.0)
+    assert len(pull(c, 1.0)) == 10
+    assert c.cc.cwnd == 10 * MSS
+
+
+def test_initial_window_default_is_rfc_5681_equation_1() -> None:
+    c = conn_established(PLAIN)
+    c.send(DATA[:20 * MSS], 1.0)
+    assert len(pull(c, 1.0)) == 3  # SMSS 1460: 3 segments
+
+
+def test_initial_window_after_idle_restart_is_the_configured_one() -> None:
+    c = conn_established(PLAIN.with_(initial_window=10))
+    t = _grown(c, 2, 1.0)  # two rounds of slow start, one cumulative ACK each
+    assert c.cc.cwnd == 12 * MSS
+    c.send(DATA[:30 * MSS], t + 5.0)  # RFC 5681 §4.1: RW = min(IW, cwnd)
+    assert len(pull(c, t + 5.0)) == 10
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1001])
+def test_initial_window_out_of_range_is_refused(bad: int) -> None:
+    with pytest.raises(ValueError, match="initial_window"):
+        PLAIN.with_(initial_window=bad)

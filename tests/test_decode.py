@@ -561,3 +561,58 @@ def test_tcpdump_style_round_trip(chunks: list[bytes]) -> None:
             ascii_col = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
             lines.append(f"\t0x{off:04x}:  {groups:<39}  {ascii_col}")
     assert [hp.data for hp in decode.parse_hex_dump("\n".join(lines))] == chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# A capture file as the argument (pcap, pcapng)
+# ---------------------------------------------------------------------------------------------
+
+
+def _capture(tmp_path: Path) -> Path:
+    from synack.scenarios import run_scenario
+
+    path = tmp_path / "close.pcap"
+    run_scenario("close").trace.to_pcap(path)
+    return path
+
+
+def test_decode_reads_a_pcap_file_given_as_argument(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = _capture(tmp_path)
+    assert main(["decode", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (out.count("packet (") >= 7 and "three-way handshake" in out.lower()) or "SYN-ACK" in out
+    assert "order: (1) → (2) → (3) → (4) → (5) → (6) → (7)" in out
+    assert main(["decode", "--json", "-f", str(path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["label"] for p in doc["packets"]] == [str(n) for n in range(1, 8)]
+
+
+def test_decode_reads_pcapng_and_skips_frames_that_are_not_tcp(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import struct
+
+    udp = bytes.fromhex("4500001c0000400040110000c0000201c000020200350035000800")
+    tcp = wire.build_packet("192.0.2.1", "192.0.2.2", wire.Segment(1, 2, 3, None, wire.SYN, 100))
+
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = block(1, struct.pack("<HHI", 101, 0, 65535))
+    epbs = b"".join(block(6, struct.pack("<IIIII", 0, 0, k, len(p), len(p)) + p)
+                    for k, p in enumerate((udp, tcp)))
+    path = tmp_path / "two.pcapng"
+    path.write_bytes(shb + idb + epbs)
+    assert main(["decode", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "packet (2)" in out and "1 frames of" in err
+
+
+def test_decode_of_a_damaged_capture_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _capture(tmp_path)
+    (tmp_path / "cut.pcap").write_bytes(path.read_bytes()[:-5])
+    assert main(["decode", str(tmp_path / "cut.pcap")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("synack decode: error:") and "truncated" in err and len(err.splitlines()) == 1

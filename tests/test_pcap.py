@@ -21,6 +21,8 @@ from synack.pcap import (
     LINKTYPE_IPV6,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
     LINKTYPE_RAW,
     PcapError,
     PcapRecord,
@@ -458,7 +460,9 @@ def rec(linktype: int, data: bytes) -> PcapRecord:
         (LINKTYPE_ETHERNET, MACS + b"\x81\x00\x20\x07\x86\xdd" + IP6, IP6),
         (LINKTYPE_ETHERNET, MACS + b"\x08\x06" + b"\x00" * 28, None),  # ARP
         (LINKTYPE_ETHERNET, MACS + b"\x81\x00\x00\x05\x08\x06" + b"\x00" * 28, None),
-        (LINKTYPE_ETHERNET, MACS + b"\x81\x00\x00\x05\x81\x00\x00\x06\x08\x00" + IP4, None),  # QinQ
+        (LINKTYPE_ETHERNET, MACS + b"\x81\x00\x00\x05\x81\x00\x00\x06\x08\x00" + IP4, IP4),  # two tags
+        (LINKTYPE_ETHERNET, MACS + b"\x88\xa8\x00\x05\x81\x00\x00\x06\x86\xdd" + IP6, IP6),  # 802.1ad
+        (LINKTYPE_ETHERNET, MACS + b"\x81\x00\x00\x05\x81\x00", None),  # cut inside the tags
         (LINKTYPE_ETHERNET, MACS + b"\x08", None),
         (LINKTYPE_ETHERNET, MACS + b"\x81\x00\x00", None),
         (LINKTYPE_ETHERNET, MACS + b"\x08\x00", b""),
@@ -470,7 +474,11 @@ def rec(linktype: int, data: bytes) -> PcapRecord:
         (LINKTYPE_LINUX_SLL2, b"\x86\xdd\x00\x00" + b"\x00\x00\x00\x02" + b"\x00" * 12 + IP6, IP6),
         (LINKTYPE_LINUX_SLL2, b"\x08\x06\x00\x00" + b"\x00" * 16 + IP4, None),
         (LINKTYPE_LINUX_SLL2, b"\x08\x00" + b"\x00" * 17, None),
-        (0, b"\x02\x00\x00\x00" + IP4, None),  # BSD loopback: not handled
+        (LINKTYPE_NULL, b"\x02\x00\x00\x00" + IP4, IP4),  # BSD loopback, little-endian host
+        (LINKTYPE_NULL, b"\x00\x00\x00\x1e" + IP6, IP6),  # macOS AF_INET6, big-endian host
+        (LINKTYPE_NULL, b"\x07\x00\x00\x00" + IP4, None),  # another family
+        (LINKTYPE_NULL, b"\x02\x00", None),
+        (LINKTYPE_LOOP, b"\x00\x00\x00\x18" + IP6, IP6),  # OpenBSD loopback: network order
         (147, IP4, None),
     ],
 )
@@ -759,3 +767,41 @@ def test_we_read_what_tshark_writes(tmp_path: Path, fmt: str) -> None:
     assert {r.linktype for r in records} == {LINKTYPE_RAW}
     if fmt == "pcapng":
         assert theirs.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def test_streaming_reads_the_same_records_in_any_chunk_size() -> None:
+    from synack.pcap import iter_batches
+
+    for data in (sample_pcap(), sample_pcapng("<"), sample_pcapng(">")):
+        full = [(r.ts, r.data, r.linktype, r.orig_len) for r in read_pcap(data)]
+        for chunk in (1, 7, 64, 100, 4096):
+            got = [(ts, b.data[start:start + n], lt, orig)
+                   for b in iter_batches(io.BytesIO(data), chunk_size=chunk)
+                   for ts, start, n, orig, lt in b.frames]
+            assert got == full, chunk
+
+
+def test_streaming_from_a_pipe_and_errors_after_the_good_records(tmp_path: Path) -> None:
+    import os as _os
+
+    data = sample_pcap()
+    r, w = _os.pipe()
+    _os.write(w, data + b"\x01\x02\x03")
+    _os.close(w)
+    with _os.fdopen(r, "rb") as pipe:
+        it = iter_pcap(pipe)
+        got = []
+        with pytest.raises(PcapError, match=f"truncated pcap record header at offset {len(data)}"):
+            for rec in it:
+                got.append(rec.data)
+    assert got == [rec.data for rec in read_pcap(data)]
+
+
+def test_a_huge_claimed_record_length_fails_without_reading_it(tmp_path: Path) -> None:
+    path = tmp_path / "huge.pcap"
+    path.write_bytes(classic_bytes([(1, 0, b"abcd", 4)])[:24] + struct.pack("<IIII", 1, 0, 0xFFFFFFF0, 64))
+    with pytest.raises(PcapError, match="captured length 4294967280"):
+        read_pcap(path)

@@ -9,6 +9,7 @@ import hashlib
 import os
 import pathlib
 import random
+import struct
 import subprocess
 import sys
 from typing import Any
@@ -20,7 +21,18 @@ from hypothesis import strategies as st
 from synack.core.connection import Config, Connection, ConnectionReset
 from synack.core.host import Host, Listener
 from synack.core.records import State
-from synack.sim import Link, Network, has_flags, segment_is
+from synack.core.wire import (
+    Mss,
+    Nop,
+    Option,
+    Sack,
+    SackPermitted,
+    Timestamps,
+    WindowScale,
+    encode_options,
+    parse_options,
+)
+from synack.sim import Link, Network, _syn_options_len, has_flags, segment_is
 from synack.trace import PacketRecord, Trace
 
 LAB = Config.lab()
@@ -636,3 +648,29 @@ def test_property_every_byte_once_in_order_and_both_ends_closed(**kw: object) ->
 @given(**runs)
 def test_soak_every_byte_once_in_order_and_both_ends_closed(**kw: object) -> None:
     transfer(**kw)  # type: ignore[arg-type]
+
+
+_OPTION = st.one_of(
+    st.just(Nop()),
+    st.builds(Mss, st.integers(-1, 0x10000)),
+    st.builds(WindowScale, st.integers(-1, 0x100)),
+    st.just(SackPermitted()),
+    st.builds(Timestamps, st.integers(-1, 1 << 32), st.integers(-1, 1 << 32)),
+    st.builds(Sack, st.just(((1, 2),))),
+)
+
+
+@given(st.lists(_OPTION, max_size=8).map(tuple))
+def test_the_lab_fast_path_knows_a_syns_options_as_encoding_them_would(options: tuple[Option, ...]) -> None:
+    """The twin of the lab path's option check: _syn_options_len gives a length only where
+    encoding the options and parsing them back gives the same options, and then the same length."""
+    fast = _syn_options_len(options)
+    try:
+        raw = encode_options(options)
+    except (ValueError, struct.error):
+        assert fast is None
+        return
+    if parse_options(raw) == options and fast is not None:
+        assert fast == len(raw)
+    if fast is not None:
+        assert parse_options(raw) == options

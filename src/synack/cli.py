@@ -18,12 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"synack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from synack import decode, netcat, scenarios, statediagram
+    from synack import analyze, decode, drill, netcat, scenarios, statediagram
 
     decode.add_parser(sub)
     statediagram.add_parser(sub)
     netcat.add_parser(sub)
     scenarios.add_parser(sub)
+    drill.add_parser(sub)
+    analyze.add_parser(sub)
     return parser
 
 

@@ -26,6 +26,7 @@ import argparse
 import heapq
 import itertools
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -45,6 +46,7 @@ __all__ = [
     "add_parser",
     "analyze",
     "causal_order",
+    "decode_capture",
     "decode_packet",
     "decode_text",
     "format_analysis",
@@ -1123,8 +1125,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "when the IP header is present, and orders several packets by their seq/ack relations."
         ),
     )
-    p.add_argument("hex", nargs="*", metavar="HEX", help="hex bytes; '-' or nothing reads standard input")
-    p.add_argument("-f", "--file", metavar="FILE", help="read the hex from FILE ('-' for standard input)")
+    p.add_argument("hex", nargs="*", metavar="HEX",
+                   help="hex bytes, or a pcap/pcapng file; '-' or nothing reads standard input")
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="read the hex (or the packets of a pcap/pcapng capture) from FILE ('-' for "
+                        "standard input)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
     p.set_defaults(handler=run)
 
@@ -1155,10 +1160,61 @@ def _read_input(args: argparse.Namespace) -> str:
     return _args_text(hex_args)
 
 
+def _capture_file(args: argparse.Namespace) -> str | None:
+    """The capture file named on the command line, if the input is one (by its magic number)."""
+    names = [args.file] if args.file not in (None, "-") else list(args.hex)
+    if len(names) != 1 or not os.path.isfile(names[0]):
+        return None
+    try:
+        with open(names[0], "rb") as fh:
+            magic = fh.read(4)
+    except OSError:
+        return None
+    return names[0] if magic in _CAPTURE_MAGICS else None
+
+
+_CAPTURE_MAGICS: Final = frozenset((b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                                    b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a"))
+
+
+def decode_capture(path: str) -> tuple[list[DecodedPacket], int]:
+    """Decode the TCP packets of a pcap/pcapng file: each labelled with its frame number. Frames
+    that are not TCP over IP, or cut by the snap length, are skipped; returns how many."""
+    from synack.pcap import PcapError, ip_offset, iter_pcap
+
+    packets: list[DecodedPacket] = []
+    skipped = 0
+    try:
+        for frame, rec in enumerate(iter_pcap(path), start=1):
+            at = ip_offset(rec.data, rec.linktype)
+            if at is None:
+                skipped += 1
+                continue
+            try:
+                packets.append(decode_packet(HexPacket(str(frame), 0, rec.data[at:]), frame))
+            except DecodeError:
+                skipped += 1
+    except PcapError as exc:
+        raise DecodeError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not packets:
+        raise DecodeError(f"{path}: no TCP packet that can be decoded ({skipped} frames skipped)")
+    return packets, skipped
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``decode`` handler: 0 on success, 2 (with one line on stderr) on bad input."""
     try:
-        packets = decode_text(_read_input(args))
+        capture = _capture_file(args)
+        if capture is not None:
+            packets, skipped = decode_capture(capture)
+            if skipped:
+                print(f"synack decode: {skipped} frames of {capture} skipped (not TCP over IP, or cut by "
+                      "the snap "
+                      "length)", file=sys.stderr)
+        else:
+            packets = decode_text(_read_input(args))
     except DecodeError as exc:
         print(f"synack decode: error: {exc}", file=sys.stderr)
         return 2

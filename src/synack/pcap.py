@@ -20,9 +20,18 @@ Reading accepts:
   checked: leading and trailing copies must match, be a multiple of 4 and not
   run past the end of the file.
 
-``ip_packet`` digs the IP packet out of a record for the link types synack
-meets: raw IP, IPv4, IPv6, Ethernet (with at most one 802.1Q tag) and Linux
-cooked captures v1 and v2.
+Reading streams: the file is read in chunks (:func:`iter_batches`), so a capture of any size
+is read in memory bounded by the chunk size and the largest packet; a path, a binary file
+object (a pipe too: ``tcpdump -w - | ...``) or the contents as bytes will do.  The records of a
+chunk come as a :class:`FrameBatch` (the chunk and the position of each record in it), which
+a reader that must be fast (``synack analyze``) walks without one object per packet;
+:func:`iter_pcap` gives one :class:`PcapRecord` per packet.
+
+``ip_offset`` finds the IP packet inside a record for the link types synack meets: raw IP,
+IPv4, IPv6, Ethernet (with any number of 802.1Q/802.1ad VLAN tags), Linux cooked captures v1
+and v2 (``tcpdump -i any``) and BSD loopback (``LINKTYPE_NULL`` in either byte order,
+``LINKTYPE_LOOP``); ``link_direction`` reads the packet type of a Linux cooked capture (sent
+by the capturing host, or received); ``ip_packet`` slices the IP packet out of a record.
 
 This is hand-written rather than built on dpkt or scapy on purpose: the formats
 are small, synack should not pull in a heavy dependency just to read and write
@@ -40,38 +49,65 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Final, NamedTuple, Self
 
 __all__ = [
     "DEFAULT_SNAPLEN",
+    "LINKTYPES",
     "LINKTYPE_ETHERNET",
     "LINKTYPE_IPV4",
     "LINKTYPE_IPV6",
     "LINKTYPE_LINUX_SLL",
     "LINKTYPE_LINUX_SLL2",
+    "LINKTYPE_LOOP",
+    "LINKTYPE_NULL",
     "LINKTYPE_RAW",
+    "FrameBatch",
     "PcapError",
     "PcapRecord",
     "PcapWriter",
+    "ip_offset",
     "ip_packet",
+    "iter_batches",
     "iter_pcap",
+    "link_direction",
     "read_pcap",
     "write_pcap",
 ]
 
+LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 
+LINKTYPES: Final[dict[int, str]] = {
+    LINKTYPE_NULL: "BSD loopback (NULL)",
+    LINKTYPE_ETHERNET: "Ethernet",
+    LINKTYPE_RAW: "raw IP",
+    LINKTYPE_LOOP: "OpenBSD loopback (LOOP)",
+    LINKTYPE_LINUX_SLL: "Linux cooked capture v1",
+    LINKTYPE_IPV4: "raw IPv4",
+    LINKTYPE_IPV6: "raw IPv6",
+    LINKTYPE_LINUX_SLL2: "Linux cooked capture v2",
+}
+"""The link types whose IP packets :func:`ip_offset` can find, with their names."""
+
 DEFAULT_SNAPLEN = 262144
 
 _ETHERTYPE_IPV4 = 0x0800
 _ETHERTYPE_IPV6 = 0x86DD
-_ETHERTYPE_VLAN = 0x8100
+_VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad (QinQ), old QinQ
 _IP_ETHERTYPES = frozenset({_ETHERTYPE_IPV4, _ETHERTYPE_IPV6})
+# BSD loopback's address family, written in the capturing host's byte order: AF_INET is 2
+# everywhere, AF_INET6 is 10 on Linux, 24 on NetBSD/OpenBSD, 28 on FreeBSD, 30 on macOS.
+_BSD_FAMILIES = frozenset({2, 10, 24, 28, 30})
+# Linux cooked capture packet types (``sll_pkttype``): 0 to us, 1 broadcast, 2 multicast,
+# 3 to another host, 4 sent by us.
+_SLL_OUTGOING = 4
 
 _USEC = 1_000_000
 _NSEC = 1_000_000_000
@@ -124,41 +160,60 @@ class PcapRecord:
         return ip_packet(self)
 
 
-def ip_packet(record: PcapRecord) -> bytes | None:
-    """Return the IPv4/IPv6 packet carried by ``record``, or None if it carries none.
+def ip_offset(data: bytes, linktype: int, start: int = 0, end: int | None = None) -> int | None:
+    """Where the IPv4/IPv6 packet of the record ``data[start:end]`` begins, or None when the record
+    carries none (another protocol, an unknown link type, a frame too short for its header).
 
-    Raw IP link types give the data as it is.  Ethernet frames lose their
-    14-byte header (18 with one 802.1Q VLAN tag), Linux cooked v1 its 16-byte
-    header and v2 its 20-byte header, but only when the protocol field says
-    IPv4 (0x0800) or IPv6 (0x86DD).  Other link types, other protocols and
-    frames too short for their header give None.
-    """
-    data = record.data
-    linktype = record.linktype
+    Raw IP link types start at once; Ethernet after 14 bytes and 4 more per VLAN tag (802.1Q,
+    802.1ad), Linux cooked v1 after 16 and v2 after 20, BSD loopback after its 4-byte address
+    family -- each only when its protocol field says IPv4 or IPv6."""
+    stop = len(data) if end is None else end
     if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
-        return data
+        return start
     if linktype == LINKTYPE_ETHERNET:
-        if len(data) < 14:
-            return None
-        ethertype = int.from_bytes(data[12:14], "big")
-        start = 14
-        if ethertype == _ETHERTYPE_VLAN:
-            if len(data) < 18:
-                return None
-            ethertype = int.from_bytes(data[16:18], "big")
-            start = 18
-        return data[start:] if ethertype in _IP_ETHERTYPES else None
+        pos = start + 12
+        while pos + 2 <= stop:
+            ethertype = (data[pos] << 8) | data[pos + 1]
+            if ethertype not in _VLAN_ETHERTYPES:
+                return pos + 2 if ethertype in _IP_ETHERTYPES else None
+            pos += 4
+        return None
     if linktype == LINKTYPE_LINUX_SLL:
-        if len(data) < 16:
-            return None
-        protocol = int.from_bytes(data[14:16], "big")
-        return data[16:] if protocol in _IP_ETHERTYPES else None
+        ok = start + 16 <= stop and ((data[start + 14] << 8) | data[start + 15]) in _IP_ETHERTYPES
+        return start + 16 if ok else None
     if linktype == LINKTYPE_LINUX_SLL2:
-        if len(data) < 20:
+        ok = start + 20 <= stop and ((data[start] << 8) | data[start + 1]) in _IP_ETHERTYPES
+        return start + 20 if ok else None
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if start + 4 > stop:
             return None
-        protocol = int.from_bytes(data[0:2], "big")
-        return data[20:] if protocol in _IP_ETHERTYPES else None
+        family = int.from_bytes(data[start:start + 4], "big")
+        if linktype == LINKTYPE_NULL and family not in _BSD_FAMILIES:
+            family = int.from_bytes(data[start:start + 4], "little")
+        return start + 4 if family in _BSD_FAMILIES else None
     return None
+
+
+def link_direction(data: bytes, linktype: int, start: int = 0) -> bool | None:
+    """For a Linux cooked capture: True when the capturing host sent the packet, False when it
+    received it (to itself, broadcast or multicast); None for other link types (they do not
+    say) and for a packet seen passing to another host."""
+    if linktype == LINKTYPE_LINUX_SLL and start + 2 <= len(data):
+        kind = (data[start] << 8) | data[start + 1]
+    elif linktype == LINKTYPE_LINUX_SLL2 and start + 11 <= len(data):
+        kind = data[start + 10]
+    else:
+        return None
+    if kind == _SLL_OUTGOING:
+        return True
+    return False if kind in (0, 1, 2) else None
+
+
+def ip_packet(record: PcapRecord) -> bytes | None:
+    """Return the IPv4/IPv6 packet carried by ``record``, or None if it carries none
+    (see :func:`ip_offset`)."""
+    at = ip_offset(record.data, record.linktype)
+    return None if at is None else record.data[at:]
 
 
 # --------------------------------------------------------------------------- writing
@@ -282,68 +337,194 @@ def write_pcap(
 
 # --------------------------------------------------------------------------- reading
 
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+"""What the readers take: a path, the file's contents, or a binary file object read from its
+current position (a pipe will do)."""
 
-def read_pcap(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> list[PcapRecord]:
-    """Read every record of a pcap or pcapng file given by path or as its contents."""
+CHUNK_SIZE: Final = 4 << 20
+"""How much of a file the streaming reader asks for at a time."""
+_MAX_RECORD: Final = 256 << 20  # no packet is this large: a record claiming more is corrupt
+
+
+Frame = tuple[float, int, int, int, int]
+"""Where one record lies in its :class:`FrameBatch`: ``(ts, start, caplen, orig_len, linktype)``,
+the record being ``data[start:start + caplen]`` (a plain tuple: a reader makes one per packet)."""
+
+
+class FrameBatch(NamedTuple):
+    """The records found in one chunk of a capture: ``data`` is the chunk, each frame says
+    where its record lies in it; ``offset`` is the file offset of ``data[0]``."""
+
+    data: bytes
+    frames: list[Frame]
+    offset: int
+
+
+def read_pcap(source: Source) -> list[PcapRecord]:
+    """Read every record of a pcap or pcapng file given by path, contents or file object."""
     return list(iter_pcap(source))
 
 
-def iter_pcap(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> Iterator[PcapRecord]:
-    """Iterate over the records of a pcap or pcapng file given by path or as its contents.
+def iter_pcap(source: Source) -> Iterator[PcapRecord]:
+    """Iterate over the records of a pcap or pcapng file given by path, contents or file object.
 
-    The file is read and its magic checked when this is called; malformed
-    records raise ``PcapError`` when iteration reaches them.
-    """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        with open(source, "rb") as f:
-            data = f.read()
-    if len(data) < 4:
-        raise PcapError(
-            f"not a pcap or pcapng file: only {len(data)} bytes, a 4-byte magic is needed at offset 0"
-        )
-    magic = data[:4]
-    classic = _CLASSIC_MAGICS.get(magic)
-    if classic is not None:
-        return _iter_classic(data, *classic)
-    if magic == _SHB_TYPE_BYTES:
-        return _iter_pcapng(data)
-    raise PcapError(f"not a pcap or pcapng file: magic {magic.hex()} at offset 0")
+    The file is opened and its magic checked when this is called; malformed records raise
+    ``PcapError`` when iteration reaches them."""
+    batches = iter_batches(source)
+    return _records(batches)
 
 
-def _iter_classic(data: bytes, endian: str, unit: int) -> Iterator[PcapRecord]:
-    size = len(data)
-    if size < _PCAP_HEADER.size:
-        raise PcapError(f"truncated pcap file header: {size} bytes at offset 0, need {_PCAP_HEADER.size}")
-    _magic, major, minor, _zone, _sigfigs, _snaplen, network = struct.unpack_from(endian + "IHHiIII", data, 0)
+def _records(batches: Iterator[FrameBatch]) -> Iterator[PcapRecord]:
+    for data, frames, _ in batches:
+        for ts, start, caplen, orig_len, linktype in frames:
+            yield PcapRecord(ts, data[start:start + caplen], linktype, orig_len)
+
+
+def iter_batches(source: Source, *, chunk_size: int = CHUNK_SIZE) -> Iterator[FrameBatch]:
+    """The records of a pcap or pcapng file, a chunk at a time, reading the file as it goes
+    (memory: about ``chunk_size`` plus the largest record). The magic is checked when this is
+    called; a malformed record raises ``PcapError`` when the iteration reaches it, after the
+    records before it were given."""
+    window = _Window(source, chunk_size)
+    try:
+        if not window.fill(0, 4):
+            raise PcapError(f"not a pcap or pcapng file: only {window.available(0)} bytes, a 4-byte magic "
+                            "is needed at offset 0")
+        magic = window.data[:4]
+        classic = _CLASSIC_MAGICS.get(magic)
+        if classic is not None:
+            return _closing(window, _classic_batches(window, *classic))
+        if magic == _SHB_TYPE_BYTES:
+            return _closing(window, _pcapng_batches(window))
+        raise PcapError(f"not a pcap or pcapng file: magic {magic.hex()} at offset 0")
+    except BaseException:
+        window.close()
+        raise
+
+
+def _closing(window: _Window, batches: Iterator[FrameBatch]) -> Iterator[FrameBatch]:
+    try:
+        yield from batches
+    finally:
+        window.close()
+
+
+class _Window:
+    """A window on a capture read a chunk at a time: ``data`` holds the file's bytes from offset
+    ``base`` on. ``size`` is the file's length when it can be known in advance (contents, a
+    regular file), else None until the end is reached."""
+
+    def __init__(self, source: Source, chunk_size: int) -> None:
+        self.chunk = max(chunk_size, 64)
+        self.base = 0
+        self.eof = False
+        self._owned: BinaryIO | None = None
+        self._file: BinaryIO | None = None
+        self.size: int | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self.data = bytes(source)
+            self.size = len(self.data)
+            self.eof = True
+            return
+        self.data = b""
+        if isinstance(source, (str, os.PathLike)):
+            self._owned = self._file = open(source, "rb")  # noqa: SIM115 -- closed by close()
+        else:
+            self._file = source
+        try:
+            where = self._file.tell()
+            self.size = os.fstat(self._file.fileno()).st_size - where
+        except (OSError, ValueError, AttributeError):
+            self.size = None
+        if self.size is not None and self.size < 0:
+            self.size = None
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def covers(self, pos: int, n: int) -> bool:
+        """Whether ``data`` already holds the file's bytes [pos, pos + n)."""
+        return pos >= self.base and pos + n <= self.base + len(self.data)
+
+    def available(self, pos: int) -> int:
+        """The bytes known to exist from ``pos`` on (all of them once the end was reached)."""
+        if self.size is not None:
+            return self.size - pos
+        return self.base + len(self.data) - pos
+
+    def fill(self, pos: int, n: int) -> bool:
+        """Make ``data`` cover the file's bytes [pos, pos + n) (forgetting those before ``pos``);
+        False when the file ends first (``data`` then holds what there is)."""
+        have = self.base + len(self.data)
+        if pos + n <= have:
+            return True
+        if self.eof or self._file is None:
+            return False
+        keep = self.data[pos - self.base:] if pos < have else b""
+        parts = [keep]
+        got = len(keep)
+        while got < n:
+            more = self._file.read(max(self.chunk, n - got))
+            if not more:
+                self.eof = True
+                self.size = pos + got
+                break
+            parts.append(more)
+            got += len(more)
+        self.data = b"".join(parts)
+        self.base = pos
+        return got >= n
+
+
+def _classic_batches(window: _Window, endian: str, unit: int) -> Iterator[FrameBatch]:
+    if not window.fill(0, _PCAP_HEADER.size):
+        raise PcapError(f"truncated pcap file header: {window.available(0)} bytes at offset 0, "
+                        f"need {_PCAP_HEADER.size}")
+    _magic, major, minor, _zone, _sigfigs, _snaplen, network = struct.unpack_from(
+        endian + "IHHiIII", window.data, 0)
     if major != 2:
         raise PcapError(f"unsupported pcap version {major}.{minor} at offset 4")
     # The upper 16 bits may carry FCS information; the link type is the lower 16.
     linktype = network & 0xFFFF
-    record = struct.Struct(endian + "IIII")
-    unit_name = "microsecond" if unit == _USEC else "nanosecond"
+    unpack = struct.Struct(endian + "IIII").unpack_from
     pos = _PCAP_HEADER.size
-    while pos < size:
-        if size - pos < record.size:
-            raise PcapError(
-                f"truncated pcap record header at offset {pos}: {size - pos} bytes left, need {record.size}"
-            )
-        sec, frac, incl_len, orig_len = record.unpack_from(data, pos)
-        if frac >= unit:
-            raise PcapError(
-                f"pcap record at offset {pos}: {unit_name} field {frac} at offset {pos + 4} "
-                f"is not below {unit}"
-            )
-        start = pos + record.size
-        if incl_len > size - start:
-            raise PcapError(
-                f"truncated pcap record at offset {pos}: captured length {incl_len} but only "
-                f"{size - start} bytes left after the record header"
-            )
-        end = start + incl_len
-        yield PcapRecord(ts=sec + frac / unit, data=data[start:end], linktype=linktype, orig_len=orig_len)
-        pos = end
+    while window.fill(pos, 16):
+        data, base = window.data, window.base
+        end = len(data)
+        at = pos - base
+        frames: list[Frame] = []
+        append = frames.append
+        while at + 16 <= end:
+            sec, frac, incl_len, orig_len = unpack(data, at)
+            if frac >= unit or incl_len > end - at - 16:
+                break
+            append((sec + frac / unit, at + 16, incl_len, orig_len, linktype))
+            at += 16 + incl_len
+        if frames:
+            yield FrameBatch(data, frames, base)
+        pos = base + at
+        if at + 16 <= end:  # the record at ``at`` needs more data, or is bad
+            _classic_record_needs(window, pos, unpack, unit)
+    if window.available(pos) > 0:
+        raise PcapError(f"truncated pcap record header at offset {pos}: {window.available(pos)} bytes left, "
+                        "need 16")
+
+
+def _classic_record_needs(window: _Window, pos: int, unpack: Any, unit: int) -> None:
+    """The record at ``pos`` did not fit the chunk: check it, and read until it does."""
+    _sec, frac, incl_len, _orig = unpack(window.data, pos - window.base)
+    if frac >= unit:
+        unit_name = "microsecond" if unit == _USEC else "nanosecond"
+        raise PcapError(f"pcap record at offset {pos}: {unit_name} field {frac} at offset {pos + 4} "
+                        f"is not below {unit}")
+    left = window.available(pos + 16)
+    if incl_len > _MAX_RECORD or (window.size is not None and incl_len > left) or \
+            not window.fill(pos, 16 + incl_len):
+        left = window.available(pos + 16)
+        raise PcapError(f"truncated pcap record at offset {pos}: captured length {incl_len} but only "
+                        f"{left} bytes left after the record header")
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,143 +539,180 @@ def _pad4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def _iter_pcapng(data: bytes) -> Iterator[PcapRecord]:
-    size = len(data)
-    endian = "<"
-    interfaces: list[_Interface] = []
+def _pcapng_batches(window: _Window) -> Iterator[FrameBatch]:
+    section = _Section()
     pos = 0
-    while pos < size:
-        if size - pos < 8:
-            raise PcapError(f"truncated pcapng block header at offset {pos}: {size - pos} bytes left, need 8")
-        if data[pos : pos + 4] == _SHB_TYPE_BYTES:
-            if size - pos < 12:
-                raise PcapError(
-                    f"truncated pcapng section header at offset {pos}: {size - pos} bytes left, need 12"
-                )
-            bom = data[pos + 8 : pos + 12]
-            section_endian = _BYTE_ORDER_MAGICS.get(bom)
-            if section_endian is None:
-                raise PcapError(
-                    f"pcapng section header: bad byte-order magic {bom.hex()} at offset {pos + 8}"
-                )
-            endian = section_endian
-            total = _check_block(data, pos, endian, 28, "section header")
-            major, minor = struct.unpack_from(endian + "HH", data, pos + 12)
-            if major != 1:
-                raise PcapError(f"unsupported pcapng version {major}.{minor} at offset {pos + 12}")
-            interfaces = []
-            pos += total
-            continue
-        (btype,) = struct.unpack_from(endian + "I", data, pos)
-        if btype == _BT_IDB:
-            total = _check_block(data, pos, endian, 20, "interface description")
-            linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", data, pos + 8)
-            divisor, offset = _parse_idb_options(data, pos + 16, pos + total - 4, endian)
-            interfaces.append(_Interface(linktype, snaplen, divisor, offset))
-        elif btype in (_BT_EPB, _BT_OPB):
-            name = "enhanced packet" if btype == _BT_EPB else "packet"
-            total = _check_block(data, pos, endian, 32, name)
-            if btype == _BT_EPB:
-                iface_id, ts_high, ts_low, cap_len, orig_len = struct.unpack_from(
-                    endian + "IIIII", data, pos + 8
-                )
-            else:
-                iface_id, _drops, ts_high, ts_low, cap_len, orig_len = struct.unpack_from(
-                    endian + "HHIIII", data, pos + 8
-                )
-            iface = _interface(interfaces, iface_id, pos, name)
-            room = total - 32
-            if cap_len > room:
-                raise PcapError(
-                    f"pcapng {name} block at offset {pos}: captured length {cap_len} at offset {pos + 20} "
-                    f"does not fit the block ({room} bytes of room)"
-                )
-            ticks = (ts_high << 32) | ts_low
-            yield PcapRecord(
-                ts=iface.offset + ticks / iface.divisor,
-                data=data[pos + 28 : pos + 28 + cap_len],
-                linktype=iface.linktype,
-                orig_len=orig_len,
-            )
-        elif btype == _BT_SPB:
-            total = _check_block(data, pos, endian, 16, "simple packet")
-            iface = _interface(interfaces, 0, pos, "simple packet")
-            (orig_len,) = struct.unpack_from(endian + "I", data, pos + 8)
-            cap_len = orig_len if iface.snaplen == 0 else min(orig_len, iface.snaplen)
-            room = total - 16
-            if cap_len > room:
-                raise PcapError(
-                    f"pcapng simple packet block at offset {pos}: packet length {orig_len} at offset "
-                    f"{pos + 8} does not fit the block ({room} bytes of room)"
-                )
-            yield PcapRecord(
-                ts=0.0,
-                data=data[pos + 12 : pos + 12 + cap_len],
-                linktype=iface.linktype,
-                orig_len=orig_len,
-            )
-        else:
-            # Name Resolution, Interface Statistics, Decryption Secrets, custom and unknown blocks.
-            total = _check_block(data, pos, endian, 12, f"type 0x{btype:08x}")
+    frames: list[Frame] = []
+    while True:
+        if frames and not window.covers(pos, 12):  # a refill replaces the chunk the frames are in
+            yield FrameBatch(window.data, frames, window.base)
+            frames = []
+        if not window.fill(pos, 8):
+            left = window.available(pos)
+            if left:
+                raise PcapError(f"truncated pcapng block header at offset {pos}: {left} bytes left, need 8")
+            break
+        if frames and not window.covers(pos, _peek_length(window, pos, section)):
+            yield FrameBatch(window.data, frames, window.base)
+            frames = []
+        total = _block_length(window, pos, section)
+        if not window.fill(pos, total):
+            raise PcapError(f"pcapng block at offset {pos}: total length {total} runs past the end of "
+                            f"the file ({window.available(pos)} bytes left)")
+        data, base = window.data, window.base
+        frame = section.block(data, pos - base, pos, total)
+        if frame is not None:
+            frames.append(frame)
         pos += total
+    if frames:
+        yield FrameBatch(window.data, frames, window.base)
 
 
-def _check_block(data: bytes, pos: int, endian: str, min_len: int, name: str) -> int:
-    """Validate the leading and trailing total length of the block at ``pos``; return it."""
-    size = len(data)
-    total: int = struct.unpack_from(endian + "I", data, pos + 4)[0]
+def _peek_length(window: _Window, pos: int, section: _Section) -> int:
+    """The total length the block at ``pos`` claims (unchecked; 12 when it cannot be read yet)."""
+    at = pos - window.base
+    data = window.data
+    if len(data) - at < 12:
+        return 12
+    endian = section.endian
+    if data[at:at + 4] == _SHB_TYPE_BYTES:
+        endian = _BYTE_ORDER_MAGICS.get(data[at + 8:at + 12], endian)
+    return int(struct.unpack_from(endian + "I", data, at + 4)[0])
+
+
+def _block_length(window: _Window, pos: int, section: _Section) -> int:
+    """Check the block header at ``pos`` (a Section Header Block sets the byte order), return
+    its total length, having made sure it fits the file."""
+    at = pos - window.base
+    data = window.data
+    if data[at:at + 4] == _SHB_TYPE_BYTES:
+        if not window.fill(pos, 12):
+            raise PcapError(f"truncated pcapng section header at offset {pos}: {window.available(pos)} "
+                            "bytes left, need 12")
+        data, at = window.data, pos - window.base
+        bom = data[at + 8:at + 12]
+        endian = _BYTE_ORDER_MAGICS.get(bom)
+        if endian is None:
+            raise PcapError(f"pcapng section header: bad byte-order magic {bom.hex()} at offset {pos + 8}")
+        section.endian = endian
+        btype, minimum, name = -1, 28, "section header"
+    else:
+        (btype,) = struct.unpack_from(section.endian + "I", data, at)
+        minimum, name = _BLOCK_MINIMA.get(btype, (12, f"type 0x{btype:08x}"))
+    total = int(struct.unpack_from(section.endian + "I", data, at + 4)[0])
     where = f"pcapng {name} block at offset {pos}"
-    if total < min_len:
-        raise PcapError(f"{where}: total length {total} at offset {pos + 4} is below the minimum {min_len}")
+    if total < minimum:
+        raise PcapError(f"{where}: total length {total} at offset {pos + 4} is below the minimum {minimum}")
     if total % 4:
         raise PcapError(f"{where}: total length {total} at offset {pos + 4} is not a multiple of 4")
-    if total > size - pos:
-        raise PcapError(
-            f"{where}: total length {total} at offset {pos + 4} runs past the end of the file "
-            f"({size - pos} bytes left)"
-        )
-    (trailing,) = struct.unpack_from(endian + "I", data, pos + total - 4)
+    left = window.available(pos)
+    if total > _MAX_RECORD or (window.size is not None and total > left) or not window.fill(pos, total):
+        raise PcapError(f"{where}: total length {total} at offset {pos + 4} runs past the end of the file "
+                        f"({window.available(pos)} bytes left)")
+    data, at = window.data, pos - window.base
+    (trailing,) = struct.unpack_from(section.endian + "I", data, at + total - 4)
     if trailing != total:
-        raise PcapError(
-            f"{where}: trailing total length {trailing} at offset {pos + total - 4} "
-            f"does not match the leading {total}"
-        )
+        raise PcapError(f"{where}: trailing total length {trailing} at offset {pos + total - 4} "
+                        f"does not match the leading {total}")
     return total
 
 
-def _interface(interfaces: list[_Interface], iface_id: int, pos: int, name: str) -> _Interface:
-    if iface_id >= len(interfaces):
-        raise PcapError(
-            f"pcapng {name} block at offset {pos}: interface {iface_id} is not defined "
-            f"({len(interfaces)} interface(s) in this section so far)"
-        )
-    return interfaces[iface_id]
+_BLOCK_MINIMA: Final = {
+    _BT_IDB: (20, "interface description"),
+    _BT_EPB: (32, "enhanced packet"),
+    _BT_OPB: (32, "packet"),
+    _BT_SPB: (16, "simple packet"),
+}
 
 
-def _parse_idb_options(data: bytes, start: int, end: int, endian: str) -> tuple[int, int]:
-    """Return (ticks per second, timestamp offset in seconds) from the IDB options in [start, end)."""
+class _Section:
+    """The state of the current pcapng section: its byte order and its interfaces."""
+
+    def __init__(self) -> None:
+        self.endian = "<"
+        self.interfaces: list[_Interface] = []
+
+    def block(self, data: bytes, at: int, pos: int, total: int) -> Frame | None:
+        """Read the (checked) block of ``total`` bytes at ``data[at]`` (file offset ``pos``)."""
+        endian = self.endian
+        if data[at:at + 4] == _SHB_TYPE_BYTES:
+            major, minor = struct.unpack_from(endian + "HH", data, at + 12)
+            if major != 1:
+                raise PcapError(f"unsupported pcapng version {major}.{minor} at offset {pos + 12}")
+            self.interfaces = []
+            return None
+        (btype,) = struct.unpack_from(endian + "I", data, at)
+        if btype == _BT_IDB:
+            linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", data, at + 8)
+            divisor, offset = _parse_idb_options(data, at + 16, at + total - 4, endian, pos - at)
+            self.interfaces.append(_Interface(linktype, snaplen, divisor, offset))
+            return None
+        if btype in (_BT_EPB, _BT_OPB):
+            return self._packet(data, at, pos, total, btype)
+        if btype == _BT_SPB:
+            iface = self._interface(0, pos, "simple packet")
+            (orig_len,) = struct.unpack_from(endian + "I", data, at + 8)
+            cap_len = orig_len if iface.snaplen == 0 else min(orig_len, iface.snaplen)
+            if cap_len > total - 16:
+                raise PcapError(
+                    f"pcapng simple packet block at offset {pos}: packet length {orig_len} at offset "
+                    f"{pos + 8} does not fit the block ({total - 16} bytes of room)")
+            return (0.0, at + 12, cap_len, orig_len, iface.linktype)
+        return None  # Name Resolution, Interface Statistics, Decryption Secrets, custom, unknown
+
+    def _packet(self, data: bytes, at: int, pos: int, total: int, btype: int) -> Frame:
+        name = "enhanced packet" if btype == _BT_EPB else "packet"
+        if btype == _BT_EPB:
+            iface_id, ts_high, ts_low, cap_len, orig_len = struct.unpack_from(
+                self.endian + "IIIII", data, at + 8)
+        else:
+            iface_id, _drops, ts_high, ts_low, cap_len, orig_len = struct.unpack_from(
+                self.endian + "HHIIII", data, at + 8)
+        iface = self._interface(iface_id, pos, name)
+        if cap_len > total - 32:
+            raise PcapError(
+                f"pcapng {name} block at offset {pos}: captured length {cap_len} at offset {pos + 20} "
+                f"does not fit the block ({total - 32} bytes of room)")
+        ticks = (ts_high << 32) | ts_low
+        return (iface.offset + ticks / iface.divisor, at + 28, cap_len, orig_len, iface.linktype)
+
+    def _interface(self, iface_id: int, pos: int, name: str) -> _Interface:
+        if iface_id >= len(self.interfaces):
+            raise PcapError(
+                f"pcapng {name} block at offset {pos}: interface {iface_id} is not defined "
+                f"({len(self.interfaces)} interface(s) in this section so far)")
+        return self.interfaces[iface_id]
+
+
+def _parse_idb_options(data: bytes, start: int, end: int, endian: str, shift: int) -> tuple[int, int]:
+    """Return (ticks per second, timestamp offset in seconds) from the IDB options in
+    ``data[start:end]``; ``shift`` turns a position in ``data`` into a file offset."""
     divisor = _USEC
     offset = 0
     pos = start
     while pos < end:
         if end - pos < 4:
-            raise PcapError(f"truncated pcapng option header at offset {pos}: {end - pos} bytes left, need 4")
+            raise PcapError(f"truncated pcapng option header at offset {pos + shift}: "
+                            f"{end - pos} bytes left, "
+                            "need 4")
         code, length = struct.unpack_from(endian + "HH", data, pos)
         if code == _OPT_ENDOFOPT:
             break
         value = pos + 4
         if length > end - value:
             raise PcapError(
-                f"pcapng option {code} at offset {pos}: length {length} runs past the end of its block"
-            )
+                f"pcapng option {code} at offset {pos + shift}: length {length} runs past the end of "
+                "its block")
         if code == _OPT_IF_TSRESOL:
             if length != 1:
-                raise PcapError(f"pcapng if_tsresol option at offset {pos}: length {length}, expected 1")
+                raise PcapError(f"pcapng if_tsresol option at offset {pos + shift}: length {length}, "
+                                "expected 1")
             resol = data[value]
             divisor = 2 ** (resol & 0x7F) if resol & 0x80 else 10**resol
         elif code == _OPT_IF_TSOFFSET:
             if length != 8:
-                raise PcapError(f"pcapng if_tsoffset option at offset {pos}: length {length}, expected 8")
+                raise PcapError(f"pcapng if_tsoffset option at offset {pos + shift}: length {length}, "
+                                "expected 8")
             (offset,) = struct.unpack_from(endian + "q", data, value)
         pos = value + _pad4(length)
     return divisor, offset

@@ -73,9 +73,13 @@ from synack.core.wire import (
     RST,
     SYN,
     IPPacket,
+    Mss,
     Nop,
+    Option,
+    SackPermitted,
     Segment,
     Timestamps,
+    WindowScale,
     WireError,
     address_text,
     build_icmp_error,
@@ -828,8 +832,38 @@ def _lab_header_len(seg: Segment) -> int | None:
         ts = options[2]  # the common NOP,NOP,TS layout: 12 octets of options
         if type(ts) is Timestamps:
             return 32 if 0 <= ts.tsval <= _U32 and 0 <= ts.tsecr <= _U32 else None
+    n = _syn_options_len(options)
+    if n is not None:
+        return 20 + n
     opts = encode_options(options)
     return 20 + len(opts) if parse_options(opts) == options else None
+
+
+def _syn_options_len(options: tuple[Option, ...]) -> int | None:
+    """The length of options made only of NOP, MSS, SACK-permitted, timestamps and window scale
+    (what a SYN carries), in range and with no padding — they then parse back to themselves —
+    without encoding them; None for anything else (the caller encodes and parses to check)."""
+    total = 0
+    for opt in options:
+        if type(opt) is Nop:
+            total += 1
+        elif type(opt) is Mss:
+            if not 0 <= opt.value <= 0xFFFF:
+                return None
+            total += 4
+        elif type(opt) is WindowScale:
+            if not 0 <= opt.shift <= 0xFF:
+                return None
+            total += 3
+        elif type(opt) is SackPermitted:
+            total += 2
+        elif type(opt) is Timestamps:
+            if not (0 <= opt.tsval <= _U32 and 0 <= opt.tsecr <= _U32):
+                return None
+            total += 10
+        else:
+            return None
+    return total if total % 4 == 0 and total <= 40 else None
 
 
 def _wire(pkt: Packet) -> bytes:

@@ -770,7 +770,7 @@ class Socket:
                 if err is not None:
                     self._connecting = False
                     return err.errno or errno.EINVAL
-                if self._connecting or conn.stats[0] == 0 or conn.error is not None:
+                if self._connecting or conn.segs_in == 0 or conn.error is not None:
                     self._conn = None  # a failed attempt: Linux lets the socket try again
                     self._connecting = False
                     self._reported = False

@@ -47,6 +47,7 @@ of every connection of a host. No wall clock is read anywhere.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -227,14 +228,19 @@ class Trace:
             n += 1
         return n
 
-    def to_pcap(self, path: str | os.PathLike[str], *, when: str = "sent") -> int:
+    def to_pcap(self, path: str | os.PathLike[str], *, when: str = "sent", at: str | None = None) -> int:
         """Write a pcap (raw IP) with virtual timestamps; returns the number of packets.
 
         ``when="sent"``: every packet as a host sent it, at the time it left (one record per
         ``send``). ``when="delivered"``: every packet copy as it reached a host, at its arrival
         time — duplicates appear twice, and a corrupted copy appears with its flipped bit (and a
-        bad checksum) because it did arrive, even though the host then dropped it."""
-        if when == "sent":
+        bad checksum) because it did arrive, even though the host then dropped it.
+
+        ``at=HOST``: the capture a packet capture on host ``HOST`` would have made
+        (:meth:`seen_at`); ``when`` is then ignored."""
+        if at is not None:
+            wanted = self.seen_at(at)
+        elif when == "sent":
             wanted = [(r.t, r.packet) for r in self.records
                       if isinstance(r, PacketRecord) and r.kind == "send"]
         elif when == "delivered":
@@ -247,6 +253,28 @@ class Trace:
             for t, pkt in wanted:
                 w.write(pkt, t)
             return w.packets_written
+
+    def seen_at(self, host: str) -> list[tuple[float, bytes]]:
+        """What a packet capture running on ``host`` records, in time order: the packets ``host``
+        sent, when they left it (not those it "sent" while crashed), and every copy that reached
+        it, when it arrived — corrupted copies included, with their bad checksums, since they did
+        arrive. Nothing is recorded while the host is down."""
+        # A packet "sent" while its host was down is dropped at once: the record right after its send.
+        recs = self.records
+        dead: set[int] = {r.pid for r, nxt in itertools.pairwise(recs)
+                          if isinstance(r, PacketRecord) and r.kind == "send" and r.src == host
+                          and isinstance(nxt, PacketRecord) and nxt.kind == "drop" and nxt.pid == r.pid
+                          and nxt.reason == "host down"}
+        out: list[tuple[float, bytes]] = []
+        for r in self.records:
+            if not isinstance(r, PacketRecord):
+                continue
+            mine = r.kind == "send" and r.src == host and r.pid not in dead
+            arrived = r.dst == host and r.src != host and (
+                r.kind == "deliver" or (r.kind == "drop" and r.reason.startswith("corrupt")))
+            if mine or arrived:
+                out.append((r.t, r.packet))
+        return out
 
     # -------------------------------------------------------------------------------------
     # Views for renderers

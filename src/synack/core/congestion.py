@@ -30,8 +30,8 @@ would be::
         C = 0.4
         BETA = 0.7
 
-        def __init__(self, mss: int) -> None:
-            super().__init__(mss)
+        def __init__(self, mss: int, *, iw_segments: int | None = None) -> None:
+            super().__init__(mss, iw_segments=iw_segments)
             self.w_max = 0.0
             self.k = 0.0
             self.t_epoch: float | None = None
@@ -67,6 +67,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
+from synack.core.wire import shared_int
+
 __all__ = ["CONTROLLERS", "CongestionController", "NewReno", "initial_window", "make_controller"]
 
 
@@ -84,21 +86,28 @@ class CongestionController:
 
     ``cwnd`` and ``ssthresh`` are in octets; ``mss`` is the sender's effective MSS. The
     connection reads ``cwnd``; loss recovery reads ``ssthresh`` and, during a recovery, sets
-    ``cwnd`` as its RFC says."""
+    ``cwnd`` as its RFC says. ``iw_segments`` fixes the initial window in segments (None: RFC
+    5681's equation (1))."""
 
-    __slots__ = ("cwnd", "mss", "ssthresh")
+    __slots__ = ("cwnd", "iw_segments", "mss", "ssthresh")
 
-    def __init__(self, mss: int) -> None:
+    def __init__(self, mss: int, *, iw_segments: int | None = None) -> None:
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self.iw_segments = iw_segments
+        self.cwnd = self.initial_window(mss)
         self.ssthresh = 1 << 30  # RFC 5681 §3.1: "arbitrarily high"
+
+    def initial_window(self, mss: int) -> int:
+        """IW for a sender of this MSS: ``iw_segments`` segments, or RFC 5681 equation (1)."""
+        n = self.iw_segments
+        return shared_int(n * mss if n is not None else initial_window(mss))
 
     def reset_mss(self, mss: int, *, syn_lost: bool = False) -> None:
         """The handshake is complete and the effective send MSS known: the initial window follows
         it — or is one segment when the SYN or SYN,ACK was lost (RFC 5681 §3.1: "the initial
         window used by a sender after a correctly transmitted SYN MUST be one segment")."""
         self.mss = mss
-        self.cwnd = mss if syn_lost else initial_window(mss)
+        self.cwnd = mss if syn_lost else self.initial_window(mss)
 
     def on_ack(self, acked: int, *, now: float, rtt: float | None, flight: int) -> None:
         """``acked`` octets of new data were acknowledged outside loss recovery; ``flight`` octets
@@ -122,8 +131,8 @@ class NewReno(CongestionController):
 
     __slots__ = ("_acked_ca",)
 
-    def __init__(self, mss: int) -> None:
-        super().__init__(mss)
+    def __init__(self, mss: int, *, iw_segments: int | None = None) -> None:
+        super().__init__(mss, iw_segments=iw_segments)
         self._acked_ca = 0
 
     def on_ack(self, acked: int, *, now: float, rtt: float | None, flight: int) -> None:
@@ -145,7 +154,7 @@ class NewReno(CongestionController):
     def on_idle(self, idle: float, *, now: float, rtt: float | None) -> None:
         # RFC 5681 §4.1: "TCP SHOULD set cwnd to no more than RW before beginning transmission",
         # RW = min(IW, cwnd).
-        self.cwnd = min(self.cwnd, initial_window(self.mss))
+        self.cwnd = min(self.cwnd, self.initial_window(self.mss))
 
     def on_timeout(self, flight: int, *, now: float, rtt: float | None) -> None:
         self.ssthresh = max(flight // 2, 2 * self.mss)  # equation (4)
@@ -153,15 +162,16 @@ class NewReno(CongestionController):
         self._acked_ca = 0
 
 
-ControllerFactory = Callable[[int], CongestionController]
+ControllerFactory = Callable[..., CongestionController]
+"""A controller class (or factory): called with the MSS and the keyword ``iw_segments``."""
 
 #: The controllers a :class:`~synack.core.connection.Config` may name, by name.
 CONTROLLERS: Final[Mapping[str, ControllerFactory]] = MappingProxyType({"newreno": NewReno})
 
 
-def make_controller(name: str, mss: int) -> CongestionController:
+def make_controller(name: str, mss: int, *, iw_segments: int | None = None) -> CongestionController:
     """The controller called ``name`` for a sender of this MSS (ValueError for an unknown name)."""
     factory = CONTROLLERS.get(name)
     if factory is None:
         raise ValueError(f"unknown congestion control {name!r} (known: {', '.join(sorted(CONTROLLERS))})")
-    return factory(mss)
+    return factory(mss, iw_segments=iw_segments)

@@ -51,7 +51,7 @@ from synack.core.records import (
     Unreachable,
 )
 from synack.core.recovery import SackRecovery
-from synack.core.tcb import Config, Tcb, default_mss, wscale_for
+from synack.core.tcb import _EMPTY, _NO_EVENTS, Config, Tcb, default_mss, wscale_for
 from synack.core.wire import (
     ACK,
     FIN,
@@ -68,6 +68,7 @@ from synack.core.wire import (
     seq_diff,
     seq_le,
     seq_lt,
+    shared_int,
 )
 
 __all__ = [
@@ -220,8 +221,8 @@ class Connection(Tcb):
 
     def drain_events(self) -> list[Event]:
         ev = self.events
-        self.events = []
-        return ev
+        self.events = _NO_EVENTS
+        return ev if isinstance(ev, list) else []
 
     # -----------------------------------------------------------------------------------------
     # User calls (RFC 9293 §3.10.1–§3.10.6)
@@ -264,7 +265,11 @@ class Connection(Tcb):
         if room <= 0:
             return 0
         chunk = data if len(data) <= room else data[:room]
-        self._sbuf += chunk
+        buf = self._sbuf
+        if isinstance(buf, bytearray):
+            buf += chunk
+        elif chunk:
+            self._sbuf = bytearray(chunk)  # the first data: the buffer is made only now
         return len(chunk)
 
     def receive(self, max_bytes: int, now: float) -> bytes | None:
@@ -277,10 +282,15 @@ class Connection(Tcb):
         self._touch(now)
         if max_bytes < 0:
             raise ValueError("max_bytes must not be negative")
-        if self._rbuf:
-            n = min(max_bytes, len(self._rbuf))
-            data = bytes(self._rbuf[:n])
-            del self._rbuf[:n]
+        buf = self._rbuf
+        if buf:
+            n = min(max_bytes, len(buf))
+            data = bytes(buf[:n])
+            if n == len(buf):
+                self._rbuf = _EMPTY  # an idle connection keeps no buffer
+            else:
+                assert isinstance(buf, bytearray)
+                del buf[:n]
             self._window_opened(now)
             return data
         if self.state is State.CLOSED and isinstance(self.error, RemoteError):
@@ -288,7 +298,7 @@ class Connection(Tcb):
         if self._peer_fin:
             return b""
         if self.state is State.CLOSED:
-            if self.error is None and self.passive is False and self.stats[0] == 0:
+            if self.error is None and self.passive is False and self.segs_in == 0:
                 raise NoConnection("error: connection does not exist")
             return b""
         if self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
@@ -312,7 +322,7 @@ class Connection(Tcb):
         if st is State.LISTEN or st is State.SYN_SENT:
             self._go(State.CLOSED, Cause.CLOSE)
             self._clear_timers()
-            self._sbuf.clear()
+            self._sbuf = _EMPTY
             self._event(Event.CLOSED)
             return
         if st in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
@@ -342,10 +352,10 @@ class Connection(Tcb):
             raise NoConnection("error: connection does not exist")
         if st in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
                   State.CLOSE_WAIT):
-            self._out.append(self._make(self.snd_max, None, RST, b"", now, window=False))
+            self._queue(self._make(self.snd_max, None, RST, b"", now, window=False))
         # §3.10.5: "All queued SENDs and RECEIVEs should be given 'connection reset'
         # notification": nothing received before the ABORT is delivered after it.
-        self._rbuf.clear()
+        self._rbuf = _EMPTY
         self._peer_fin = False
         self._teardown(ConnectionAborted("connection aborted by the local user"), event, detail=detail)
 
@@ -425,7 +435,7 @@ class Connection(Tcb):
 
     def status(self) -> dict[str, Any]:
         """STATUS (§3.10.6): the state and the TCB (same as :meth:`snapshot`)."""
-        if self.state is State.CLOSED and self.error is None and self.stats[0] == 0 and not self.passive:
+        if self.state is State.CLOSED and self.error is None and self.segs_in == 0 and not self.passive:
             raise NoConnection("error: connection does not exist")
         return self.snapshot()
 
@@ -437,7 +447,7 @@ class Connection(Tcb):
     def handle_segment(self, seg: Segment, now: float) -> None:
         """Process one arriving segment (already checksummed and demultiplexed to us)."""
         self.now = now
-        self.stats[0] += 1
+        self.segs_in += 1
         if self.tracer is not None:
             self.tracer.segment(self, seg, False)
         st = self.state
@@ -454,7 +464,7 @@ class Connection(Tcb):
         """§3.10.7.1: everything is discarded; anything but a RST draws a RST."""
         rst = reset_for(seg)
         if rst is not None:
-            self._out.append(rst)
+            self._queue(rst)
 
     def _listen_arrives(self, seg: Segment, now: float) -> None:
         """§3.10.7.2."""
@@ -463,7 +473,7 @@ class Connection(Tcb):
             self._drop(Drop.RST_IN_LISTEN)
             return
         if seg.ack is not None:  # second: any acknowledgment is bad in LISTEN
-            self._out.append(Segment(seg.dst_port, seg.src_port, seg.ack, None, RST, 0))
+            self._queue(Segment(seg.dst_port, seg.src_port, seg.ack, None, RST, 0))
             self._drop(Drop.ACK_IN_LISTEN)
             return
         if not flags & SYN:  # fourth: other control or text: drop
@@ -494,7 +504,7 @@ class Connection(Tcb):
         # First, check the ACK bit.
         if ack is not None and (_le(ack, self.iss) or _lt(self.snd_max, ack)):
             if not flags & RST:
-                self._out.append(Segment(seg.dst_port, seg.src_port, ack, None, RST, 0))
+                self._queue(Segment(seg.dst_port, seg.src_port, ack, None, RST, 0))
             self._drop(Drop.BAD_ACK_IN_SYN_SENT)
             return
         # Second, check the RST bit.
@@ -652,12 +662,11 @@ class Connection(Tcb):
         ``tcp_invalid_ratelimit``; RFC 5961 §7 asks the same of challenge ACKs): a blind
         attacker injecting segments at random sequence numbers must not turn each into a reply
         towards the peer."""
-        if now - self._oow_last >= self.config.invalid_ratelimit:
-            self._oow_last = now
+        if self._limiter().invalid_reply(now, self.config.invalid_ratelimit):
             self._ack_now = True
             self._drop(sent)
         else:
-            self.stats[3] += 1
+            self.replies_limited += 1
             self._drop(limited)
 
     def _check_rst(self, a: _Arrival) -> None:
@@ -698,12 +707,12 @@ class Connection(Tcb):
             return False
         if self.state is State.SYN_RECEIVED:
             if not (_lt(self.snd_una, ack) and _le(ack, self.snd_max)):
-                if now - self._oow_last >= self.config.invalid_ratelimit:  # <SEQ=SEG.ACK><CTL=RST>
-                    self._oow_last = now
-                    self._out.append(Segment(a.seg.dst_port, a.seg.src_port, ack, None, RST, 0))
+                if self._limiter().invalid_reply(now, self.config.invalid_ratelimit):
+                    # <SEQ=SEG.ACK><CTL=RST>
+                    self._queue(Segment(a.seg.dst_port, a.seg.src_port, ack, None, RST, 0))
                     self._drop(Drop.BAD_ACK_IN_SYN_RECEIVED)
                 else:
-                    self.stats[3] += 1
+                    self.replies_limited += 1
                     self._drop(Drop.BAD_ACK_IN_SYN_RECEIVED_LIMITED)
                 return False
             self._update_window(a.seg, a.seq, ack)
@@ -846,12 +855,12 @@ class Connection(Tcb):
             a.fin = False  # the FIN lies beyond the window
         if a.seq == rcv_nxt:
             if a.text:
-                self._rbuf += a.text
+                self._append_rbuf(a.text)
                 rcv_nxt = self.rcv_nxt = (rcv_nxt + len(a.text)) & _MASK
                 if self._ooo is not None and self._ooo.reportable:
                     more = self._ooo.pop_ready(rcv_nxt)
                     if more:
-                        self._rbuf += more
+                        self._append_rbuf(more)
                         self.rcv_nxt = (rcv_nxt + len(more)) & _MASK
                     self._ack_now = True  # a hole was filled: ACK at once (RFC 5681 §4.2)
                 self._event(Event.READABLE)
@@ -933,7 +942,7 @@ class Connection(Tcb):
         # options every segment carries (12 octets of timestamps when they are in use).
         send_mss = mss if mss is not None and mss > 0 else default_mss(self.ipv6)
         send_mss = max(send_mss, cfg.min_snd_mss)  # an MSS option of 1 would mean 1-octet segments
-        self.snd_mss = max(min(send_mss, self._mtu_mss) - (12 if self.ts_ok else 0), 1)
+        self.snd_mss = shared_int(max(min(send_mss, self._mtu_mss) - (12 if self.ts_ok else 0), 1))
         if self.sack_ok and cfg.sack_recovery:
             self.recovery = SackRecovery()
 
@@ -947,7 +956,7 @@ class Connection(Tcb):
         self._event(Event.SEND_SPACE)
         self._last_rcv = now
         self._rexmits = 0
-        self.cc.reset_mss(self.snd_mss, syn_lost=self.stats[2] > 0)
+        self.cc.reset_mss(self.snd_mss, syn_lost=self.rexmitted > 0)
         if self.rtt.backoff and self.rtt.srtt is None and self.config.rto_initial < 3.0:
             self.rtt.restart(3.0)
         if self.config.keepalive:
@@ -967,7 +976,12 @@ class Connection(Tcb):
             data_end = f
         n = _diff(data_end, self._sbuf_seq)
         if n > 0:
-            del self._sbuf[:n]
+            buf = self._sbuf
+            if n >= len(buf):
+                self._sbuf = _EMPTY  # all acknowledged: an idle connection keeps no buffer
+            else:
+                assert isinstance(buf, bytearray)
+                del buf[:n]
             self._sbuf_seq = (self._sbuf_seq + n) & _MASK
             self._event(Event.SEND_SPACE)
         self.snd_una = ack
@@ -1023,15 +1037,11 @@ class Connection(Tcb):
 
     def _challenge_ack(self, now: float, sent: Drop, limited: Drop) -> None:
         """RFC 5961 §3.2/§4: send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate-limited (§7)."""
-        if now - self._chal_start >= 1.0:
-            self._chal_start = now
-            self._chal_count = 0
-        if self._chal_count < self.config.challenge_ack_limit:
-            self._chal_count += 1
+        if self._limiter().challenge(now, self.config.challenge_ack_limit):
             self._ack_now = True
             self._drop(sent)
         else:
-            self.stats[3] += 1
+            self.replies_limited += 1
             self._drop(limited)
 
 
@@ -1049,8 +1059,7 @@ class Connection(Tcb):
         self._clear_timers()
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
         self.rcv_nxt = self.irs = 0
-        self._sbuf.clear()
-        self._rbuf.clear()
+        self._sbuf = self._rbuf = _EMPTY
 
     def _teardown(self, error: TcpError | None, event: Cause, *, report: Event | None = None,
                   detail: str = "") -> None:
@@ -1059,7 +1068,7 @@ class Connection(Tcb):
         order stays readable (:meth:`receive`); an ABORT flushes it itself."""
         if error is not None:
             self.error = error
-        self._sbuf.clear()
+        self._sbuf = _EMPTY
         if self._ooo is not None:
             self._ooo.clear()
         self._clear_timers()
@@ -1224,7 +1233,7 @@ class Connection(Tcb):
         self._ka_probes += 1
         self._timer(Timer.KEEPALIVE, TimerAction.PROBE, self._ka_probes)
         seg = self._make((self.snd_nxt - 1) & _MASK, self.rcv_nxt, ACK, b"", now)
-        self._out.append(seg)
+        self._queue(seg)
         self._count_out(seg)
         self._t_keepalive = now + cfg.keepintvl
 
@@ -1268,7 +1277,10 @@ _CAN_RECEIVE_FIN: Final = frozenset((State.ESTABLISHED, State.FIN_WAIT_1, State.
 
 
 def _timestamps(seg: Segment) -> Timestamps | None:
-    for opt in seg.options:
+    opts = seg.options
+    if len(opts) == 3 and type(opts[2]) is Timestamps:  # NOP, NOP, TS: what every segment carries
+        return opts[2]
+    for opt in opts:
         if isinstance(opt, Timestamps):
             return opt
     return None

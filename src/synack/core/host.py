@@ -242,7 +242,9 @@ class Host:
         self._eph_next = lo + int.from_bytes(self._prf(b"ephemeral")[:4], "big") % (hi - lo + 1)
         self.conns: dict[Key, Connection] = {}
         self.listeners: dict[tuple[str, int], Listener] = {}
-        self._ports: dict[int, list[Any]] = {}  # port -> Listener | Connection | Reservation
+        # port -> its user (a Listener, Connection or Reservation), or a list of them when it has
+        # several: most ports (ephemeral ones) have one, and a list would cost ~60 octets each.
+        self._ports: dict[int, Any] = {}
         self._parent: dict[Key, Listener] = {}
         self._dirty: dict[Connection, None] = {}
         self._stray: list[bytes] = []
@@ -338,7 +340,7 @@ class Host:
         not cannot); and a socket may listen beside other sockets bound with SO_REUSEADDR (not
         listening yet). ``listening`` says whether the caller is listen() (the same rule
         applies: Linux checks again there, and the other's state decides)."""
-        for other in self._ports.get(port, ()):
+        for other in self._users(port):
             oaddr = other.local_addr
             if not (_wildcard(addr) or _wildcard(oaddr) or oaddr == addr):
                 continue
@@ -353,16 +355,34 @@ class Host:
             return True
         return False
 
+    def _users(self, port: int) -> list[Any] | tuple[Any, ...]:
+        cur = self._ports.get(port)
+        if cur is None:
+            return ()
+        return cur if type(cur) is list else (cur,)
+
     def _bind(self, obj: Any, port: int) -> None:
-        self._ports.setdefault(port, []).append(obj)
+        cur = self._ports.get(port)
+        if cur is None:
+            self._ports[port] = obj
+        elif type(cur) is list:
+            cur.append(obj)
+        else:
+            self._ports[port] = [cur, obj]
 
     def _unbind(self, obj: Any, port: int) -> None:
-        users = self._ports.get(port)
-        if users is not None:
+        cur = self._ports.get(port)
+        if cur is None:
+            return
+        if type(cur) is list:
             with contextlib.suppress(ValueError):
-                users.remove(obj)
-            if not users:
+                cur.remove(obj)
+            if len(cur) == 1:
+                self._ports[port] = cur[0]
+            elif not cur:
                 del self._ports[port]
+        elif cur is obj:
+            del self._ports[port]
 
     def bind(self, addr: str, port: int, *, reuseaddr: bool = False) -> Reservation:
         """Reserve ``addr``:``port`` (port 0 = an ephemeral port). Raises AddressInUse (L11)."""
@@ -382,7 +402,7 @@ class Host:
         for _ in range(span):
             port = self._eph_next
             self._eph_next = self._eph_lo + (port + 1 - self._eph_lo) % span
-            if not self._ports.get(port):
+            if port not in self._ports:
                 return port
         raise AddressNotAvailable("error: no ephemeral port available")
 
@@ -790,8 +810,8 @@ class Host:
             del self.conns[key]
             self._unbind(conn, conn.local_port)
             self.closed_connections += 1
-            self.counters["retransmissions"] += conn.stats[2]
-            self.counters["replies_rate_limited"] += conn.stats[3]
+            self.counters["retransmissions"] += conn.rexmitted
+            self.counters["replies_rate_limited"] += conn.replies_limited
         self._sched.pop(conn, None)
         self._dirty.pop(conn, None)
         lst = self._parent.pop(key, None)
@@ -873,8 +893,9 @@ class Host:
         retransmissions (including those of connections still open)."""
         out = dict(self.counters)
         conns = self.conns.values()
-        out["retransmissions"] = self.counters["retransmissions"] + sum(c.stats[2] for c in conns)
-        out["replies_rate_limited"] = self.counters["replies_rate_limited"] + sum(c.stats[3] for c in conns)
+        out["retransmissions"] = self.counters["retransmissions"] + sum(c.rexmitted for c in conns)
+        limited = sum(c.replies_limited for c in conns)
+        out["replies_rate_limited"] = self.counters["replies_rate_limited"] + limited
         out["connections"] = len(self.conns)
         out["listeners"] = len(self.listeners)
         return out

@@ -222,7 +222,7 @@ class Scoreboard:
     __slots__ = ("limit", "ranges")
 
     def __init__(self, limit: int = 64) -> None:
-        self.ranges: list[tuple[int, int]] = []
+        self.ranges: tuple[tuple[int, int], ...] = ()
         self.limit = limit
 
     def __bool__(self) -> bool:
@@ -253,15 +253,15 @@ class Scoreboard:
                 rel = _range_insert(rel, lo, hi)
         if new:
             del rel[self.limit:]
-            self.ranges = [((lo + una) & _MASK, (hi + una) & _MASK) for lo, hi in rel]
+            self.ranges = tuple(((lo + una) & _MASK, (hi + una) & _MASK) for lo, hi in rel)
         return new
 
     def prune(self, una: int) -> None:
         """SND.UNA advanced: forget what lies below it."""
-        self.ranges = [(una if seq_lt(lo, una) else lo, hi) for lo, hi in self.ranges if seq_lt(una, hi)]
+        self.ranges = tuple((una if seq_lt(lo, una) else lo, hi) for lo, hi in self.ranges if seq_lt(una, hi))
 
     def clear(self) -> None:
-        self.ranges = []
+        self.ranges = ()
 
     def holes(self, una: int, high: int, mss: int) -> list[tuple[int, int, bool]]:
         """The un-SACKed ranges between SND.UNA and HighData as (start, end, lost) offsets from
@@ -312,7 +312,7 @@ class SackRecovery(LossRecovery):
 
     def __init__(self) -> None:
         super().__init__()
-        self.board = Scoreboard()
+        self.board = _NO_BOARD  # until the first SACK block: the shared empty board
         self.rec_point: int | None = None
         self.high_rxt = 0
         self.rescue_rxt: int | None = None
@@ -325,6 +325,8 @@ class SackRecovery(LossRecovery):
         if sack is None:
             self._sack_new = False
             return _is_rfc5681_duplicate(tcb, seg, ack, text)
+        if self.board is _NO_BOARD:
+            self.board = Scoreboard()
         self._sack_new = bool(sack.blocks) and seq_le(tcb.snd_una, ack) and \
             self.board.update(sack.blocks, ack, tcb.snd_una, tcb.snd_max)
         return self._sack_new
@@ -459,6 +461,11 @@ class SackRecovery(LossRecovery):
         return {"algorithm": "sack", "recovering": self.in_recovery, "dupacks": self.dupacks,
                 "recovery_point": self.rec_point, "high_rxt": self.high_rxt,
                 "rescue_rxt": self.rescue_rxt, "sacked": list(self.board.ranges)}
+
+
+_NO_BOARD: Final = Scoreboard()
+"""The board of every SACK sender that has not received a SACK block yet (never updated: the
+first block gives the connection its own), so that an idle connection carries none."""
 
 
 def _range_insert(ranges: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:

@@ -33,7 +33,7 @@ from synack.core.records import (
     Unreachable,
 )
 from synack.core.recovery import LossRecovery, NewRenoRecovery, SackRecovery
-from synack.core.timers import RttEstimator
+from synack.core.timers import ReplyLimiter, RttEstimator
 from synack.core.wire import (
     ACK,
     FIN,
@@ -50,6 +50,7 @@ from synack.core.wire import (
     seq_diff,
     seq_le,
     seq_lt,
+    shared_int,
 )
 
 __all__ = ["Config", "Tcb"]
@@ -100,6 +101,9 @@ class Config:
     * ``ooo_limit``: octets of out-of-order data held (None: the receive buffer size).
     * ``congestion``: the congestion controller, a name in
       :data:`~synack.core.congestion.CONTROLLERS` ("newreno").
+    * ``initial_window``: the initial congestion window in segments (None: RFC 5681 §3.1
+      equation (1), 2 to 4 segments by the MSS; 10 is Linux's and RFC 6928's). After a lost
+      SYN it is one segment whatever this says (RFC 5681 §3.1).
     * ``sack_recovery``: when SACK was negotiated, recover losses with the SACK blocks the peer
       sends (RFC 6675) instead of RFC 5681/6582 fast retransmit and fast recovery.
     """
@@ -131,6 +135,7 @@ class Config:
     invalid_ratelimit: float = 0.5
     ooo_limit: int | None = None
     congestion: str = "newreno"
+    initial_window: int | None = None
     sack_recovery: bool = True
 
     def __post_init__(self) -> None:
@@ -152,6 +157,8 @@ class Config:
             raise ValueError("invalid_ratelimit must not be negative")
         if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout < 0:
             raise ValueError("fin_wait_2_timeout must not be negative")
+        if self.initial_window is not None and not 1 <= self.initial_window <= 1000:
+            raise ValueError(f"initial_window {self.initial_window} out of range 1..1000 segments")
         if self.congestion not in CONTROLLERS:
             raise ValueError(f"unknown congestion control {self.congestion!r} "
                              f"(known: {', '.join(sorted(CONTROLLERS))})")
@@ -164,6 +171,13 @@ class Config:
         """Shorter timers for the simulated network: MSL 1 s (TIME-WAIT 2 s), no delayed ACK."""
         base = cls(msl=1.0, delayed_ack=0.0)
         return replace(base, **changes)
+
+
+_EMPTY: Final = b""
+"""The send or receive buffer of a connection that holds no data (a bytearray once it does)."""
+
+_NO_EVENTS: Final[tuple[Event, ...]] = ()
+"""The events of a connection with none pending (a list once there is one)."""
 
 
 def default_mss(ipv6: bool) -> int:
@@ -179,19 +193,17 @@ def default_mss(ipv6: bool) -> int:
 class Tcb:
     """The variables of one connection (RFC 9293 §3.3.1) and its output (§3.8).
 
-    Send sequence variables: ``snd_una``, ``snd_nxt``, ``snd_wnd``, ``snd_up``, ``snd_wl1``,
-    ``snd_wl2``, ``iss`` (plus ``snd_max``, the highest sequence number sent).
+    Send sequence variables: ``snd_una``, ``snd_nxt``, ``snd_wnd``, ``snd_wl1``, ``snd_wl2``,
+    ``iss`` (plus ``snd_max``, the highest sequence number sent); no SND.UP, as SEND offers no
+    urgent data (MUST-30, docs/conformance.md).
     Receive sequence variables: ``rcv_nxt``, ``rcv_wnd`` (derived from the advertised right edge
     ``rcv_adv``), ``rcv_up``, ``irs``.
     """
 
     __slots__ = (
-        "__weakref__",
         "_ack_now",
         "_ack_pending",
         "_app_closed",
-        "_chal_count",
-        "_chal_start",
         "_fast_rexmit",
         "_fin_queued",
         "_ka_probes",
@@ -200,13 +212,13 @@ class Tcb:
         "_mtu_mss",
         "_ooo",
         "_ooo_fin",
-        "_oow_last",
         "_out",
         "_peer_fin",
         "_persist_backoff",
         "_probe_due",
         "_r1_reported",
         "_rbuf",
+        "_replies",
         "_rexmit_start",
         "_rexmits",
         "_rtt_seq",
@@ -224,7 +236,6 @@ class Tcb:
         "config",
         "error",
         "events",
-        "ipv6",
         "irs",
         "iss",
         "last_ack_sent",
@@ -243,21 +254,23 @@ class Tcb:
         "recovery",
         "remote_addr",
         "remote_port",
+        "replies_limited",
         "reuseaddr",
+        "rexmitted",
         "rtt",
         "sack_ok",
+        "segs_in",
+        "segs_out",
         "snd_max",
         "snd_mss",
         "snd_nxt",
         "snd_una",
-        "snd_up",
         "snd_wl1",
         "snd_wl2",
         "snd_wnd",
         "snd_wscale",
         "soft_error",
         "state",
-        "stats",
         "tos",
         "tracer",
         "ts_offset",
@@ -282,7 +295,6 @@ class Tcb:
         self.config = cfg = config or Config()
         self.local_addr, self.local_port = local
         self.remote_addr, self.remote_port = remote
-        self.ipv6 = ":" in self.local_addr
         self.state = State.CLOSED
         self.passive = False
         self.tracer = tracer
@@ -291,18 +303,18 @@ class Tcb:
         self.reuseaddr = False
         self.error: TcpError | None = None
         self.soft_error: Unreachable | None = None  # an ICMP soft error, until read (SHLD-25)
-        self.events: list[Event] = []
+        self.events: list[Event] | tuple[Event, ...] = _NO_EVENTS  # a list once there is one
         self.ttl = 64  # MUST-49
         self.tos = 0  # MUST-48
         # Send sequence space (RFC 9293 §3.3.1)
         self.iss = iss & _MASK
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
-        self.snd_wnd = self.snd_up = self.snd_wl1 = self.snd_wl2 = self.max_snd_wnd = 0
+        self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.max_snd_wnd = 0
         # Receive sequence space
         self.irs = self.rcv_nxt = self.rcv_adv = self.rcv_up = self.last_ack_sent = 0
         # Options
         header = 60 if self.ipv6 else 40
-        self._mtu_mss = max(mtu - header, 64)  # the largest segment the IP layer can send (EMTU_S)
+        self._mtu_mss = shared_int(max(mtu - header, 64))  # the largest segment IP can send (EMTU_S)
         self.rcv_mss = cfg.mss if cfg.mss is not None else self._mtu_mss
         self.snd_mss = default_mss(self.ipv6)
         # The peer's sending segment size as the largest segment it sent so far (RFC 5681 §4.2
@@ -315,18 +327,18 @@ class Tcb:
         self.ws_ok = self.ts_ok = self.sack_ok = self._syn_opts_sent = False
         self.ts_offset = ts_offset & _MASK
         self.ts_recent = 0
-        # Buffers
-        self._sbuf = bytearray()
+        # Buffers: made with their first octet, dropped when empty (an idle connection has none)
+        self._sbuf: bytearray | bytes = _EMPTY
         self._sbuf_seq = (self.iss + 1) & _MASK
-        self._rbuf = bytearray()
+        self._rbuf: bytearray | bytes = _EMPTY
         self._ooo: ReassemblyQueue | None = None
         self._ooo_fin: int | None = None
         self._fin_queued = self._peer_fin = self._app_closed = False
         # Output flags
-        self._out: list[Segment] = []
+        self._out: list[Segment] | None = None  # replies queued by the input; a list once there is one
         self._ack_now = self._fast_rexmit = self._probe_due = False
         self._ack_pending = 0  # octets received since the last ACK we sent
-        self._oow_last = -1.0  # when we last answered an unacceptable segment (invalid_ratelimit)
+        self._replies: ReplyLimiter | None = None  # made at the first reply to an unacceptable segment
         # Timers (absolute deadlines, or None)
         self._t_rexmit: float | None = None
         self._t_delack: float | None = None
@@ -336,17 +348,17 @@ class Tcb:
         self._t_finwait2: float | None = None
         self._rexmit_start: float | None = None
         self._rtt_seq: int | None = None
-        self._persist_backoff = self._rexmits = self._ka_probes = self._chal_count = 0
+        self._persist_backoff = self._rexmits = self._ka_probes = 0
         self._r1_reported = False
         self._rtt_time = self._last_rcv = 0.0
         self._last_send = -1.0  # when data (or the SYN) last left, for RFC 5681 §4.1
-        self._chal_start = -1.0
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
-        self.cc: CongestionController = make_controller(cfg.congestion, self.snd_mss)
+        self.cc: CongestionController = make_controller(cfg.congestion, self.snd_mss,
+                                                        iw_segments=cfg.initial_window)
         # RFC 5681/6582 until the handshake negotiates SACK (then RFC 6675, _take_syn_options).
         self.recovery: LossRecovery = NewRenoRecovery(self.iss)
         # segments in, segments out, retransmissions, replies to unacceptable segments suppressed
-        self.stats = [0, 0, 0, 0]
+        self.segs_in = self.segs_out = self.rexmitted = self.replies_limited = 0
 
     # -----------------------------------------------------------------------------------------
     # What the TCB says of itself
@@ -395,8 +407,44 @@ class Tcb:
     def _event(self, ev: Event) -> None:
         """Queue a report for the user. Reports are readiness notifications: one pending entry
         per kind is enough, so the list stays bounded even when nobody drains it."""
-        if ev not in self.events:
-            self.events.append(ev)
+        events = self.events
+        if isinstance(events, list):
+            if ev not in events:
+                events.append(ev)
+        else:
+            self.events = [ev]
+
+    def _append_rbuf(self, data: bytes) -> None:
+        """In-order data for the user (the receive buffer is made with its first octets)."""
+        buf = self._rbuf
+        if isinstance(buf, bytearray):
+            buf += data
+        else:
+            self._rbuf = bytearray(data)
+
+    def _queue(self, seg: Segment) -> None:
+        """A segment the input wants sent (a RST, a challenge ACK), ahead of the rest of the output."""
+        out = self._out
+        if out is None:
+            self._out = [seg]
+        else:
+            out.append(seg)
+
+    def _limiter(self) -> ReplyLimiter:
+        lim = self._replies
+        if lim is None:
+            lim = self._replies = ReplyLimiter()
+        return lim
+
+    @property
+    def ipv6(self) -> bool:
+        return ":" in self.local_addr
+
+    @property
+    def stats(self) -> tuple[int, int, int, int]:
+        """(segments in, segments out, retransmissions, replies to unacceptable segments that the
+        rate limit suppressed)."""
+        return self.segs_in, self.segs_out, self.rexmitted, self.replies_limited
 
     def _drop(self, reason: Drop) -> None:
         if self.tracer is not None:
@@ -428,8 +476,8 @@ class Tcb:
                 ("retransmit", self._t_rexmit), ("delayed_ack", self._t_delack),
                 ("time_wait", self._t_timewait), ("keepalive", self._t_keepalive),
                 ("persist", self._t_persist), ("fin_wait_2", self._t_finwait2)) if v is not None},
-            "segments_in": self.stats[0], "segments_out": self.stats[1], "retransmissions": self.stats[2],
-            "replies_rate_limited": self.stats[3],
+            "segments_in": self.segs_in, "segments_out": self.segs_out, "retransmissions": self.rexmitted,
+            "replies_rate_limited": self.replies_limited,
             "error": None if self.error is None else type(self.error).__name__,
             "soft_error": None if self.soft_error is None else str(self.soft_error),
         }
@@ -535,7 +583,10 @@ class Tcb:
         """Everything that is due to leave now: replies, SYN/SYN,ACK, data, FIN, ACKs, probes."""
         self.now = now
         out = self._out
-        self._out = []
+        if out is None:
+            out = []
+        else:
+            self._out = None
         st = self.state
         if st is State.CLOSED or st is State.LISTEN:
             return out
@@ -811,7 +862,7 @@ class Tcb:
         end = (seq + seg_len) & _MASK
         retransmission = _lt(seq, self.snd_max) or rexmit
         if retransmission:
-            self.stats[2] += 1
+            self.rexmitted += 1
             if self._rtt_seq is not None and _lt(seq, self._rtt_seq):
                 self._rtt_seq = None  # Karn: do not time a retransmitted segment
         elif self._rtt_seq is None:
@@ -828,7 +879,7 @@ class Tcb:
                 self._rexmit_start = now
 
     def _count_out(self, seg: Segment) -> None:
-        self.stats[1] += 1
+        self.segs_out += 1
         if self.tracer is not None:
             self.tracer.segment(self, seg, True)
 

@@ -1,11 +1,12 @@
-"""Retransmission-timer arithmetic: the RFC 6298 estimator with Karn's rule and backoff.
+"""Timer arithmetic: the RFC 6298 estimator with Karn's rule and backoff, and the rate limits
+on replies to unacceptable segments.
 
-Pure: the caller passes measured round-trip times and tells it when a timeout fired.
+Pure: the caller passes measured round-trip times and the time, and tells it when a timeout fired.
 """
 
 from __future__ import annotations
 
-__all__ = ["RttEstimator"]
+__all__ = ["ReplyLimiter", "RttEstimator"]
 
 
 class RttEstimator:
@@ -59,3 +60,37 @@ class RttEstimator:
         self.rttvar = 0.0
         self.backoff = 0
         self.rto = min(max(rto, self.minimum), self.maximum)
+
+
+class ReplyLimiter:
+    """How often a connection may answer segments it does not accept.
+
+    * an ACK for an unacceptable segment (RFC 9293 §3.10.7.4 first step) or an old duplicate
+      (RFC 7323 PAWS): at most one per ``interval`` seconds (Linux's ``tcp_invalid_ratelimit``);
+    * a challenge ACK (RFC 5961 §3.2, §4, §5): at most ``limit`` in each second (§7).
+
+    A connection makes one at its first such reply; most never need one."""
+
+    __slots__ = ("challenges", "last_invalid", "second_start")
+
+    def __init__(self) -> None:
+        self.last_invalid = float("-inf")
+        self.second_start = float("-inf")
+        self.challenges = 0
+
+    def invalid_reply(self, now: float, interval: float) -> bool:
+        """May an ACK answer an unacceptable segment now? (It is then counted as sent.)"""
+        if now - self.last_invalid >= interval:
+            self.last_invalid = now
+            return True
+        return False
+
+    def challenge(self, now: float, limit: int) -> bool:
+        """May a challenge ACK leave now? (It is then counted as sent.)"""
+        if now - self.second_start >= 1.0:
+            self.second_start = now
+            self.challenges = 0
+        if self.challenges < limit:
+            self.challenges += 1
+            return True
+        return False

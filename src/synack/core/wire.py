@@ -83,6 +83,7 @@ __all__ = [
     "seq_le",
     "seq_lt",
     "seq_max",
+    "shared_int",
     "tcp_checksum",
     "tcpdump_flags",
 ]
@@ -99,6 +100,21 @@ _HALF: Final = 1 << 31
 def seq_add(a: int, n: int) -> int:
     """``a + n`` modulo 2**32."""
     return (a + n) & _SEQ_MASK
+
+
+_SHARED_INTS: dict[int, int] = {}
+
+
+def shared_int(n: int) -> int:
+    """One object for each value of a size (an MSS, an initial window) that every connection
+    stores: CPython allocates each int above 256 separately, 32 octets a connection a field.
+    At most 4,096 values are kept; past that ``n`` itself is returned."""
+    got = _SHARED_INTS.get(n)
+    if got is not None:
+        return got
+    if len(_SHARED_INTS) < 4096:
+        _SHARED_INTS[n] = n
+    return n
 
 
 def seq_diff(a: int, b: int) -> int:

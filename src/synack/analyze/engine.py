@@ -1,0 +1,603 @@
+"""The one pass over a capture: frames → TCP segments → connections → results.
+
+:class:`Engine` reads batches of frames (:func:`synack.pcap.iter_batches`), finds the TCP
+segment of each (IPv4 without options is read here directly, everything else by
+:func:`~synack.analyze.frames.tcp_fields`), looks up its connection by the packed 4-tuple
+(both directions share one :class:`~synack.analyze.conn.Conn`), splits a 4-tuple into a new
+connection when a SYN brings a new ISN (Wireshark's "reused ports"), and hands the segment to
+the connection. A connection that has ended (RST, or both FINs acknowledged) is finalized once
+it has been quiet for ``linger`` seconds of capture time — its result goes to the sink and its
+memory is freed — so memory follows the connections open at once, not the file's length.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final, TextIO
+
+from synack.analyze import frames as fr
+from synack.analyze import model as m
+from synack.analyze.conn import Conn
+from synack.analyze.findings import connection_findings
+from synack.analyze.model import CapturePoint, ConnectionResult
+from synack.analyze.states import StateTracker
+from synack.core.wire import address_text, pack_address
+from synack.pcap import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_RAW,
+    LINKTYPES,
+    FrameBatch,
+    ip_offset,
+    link_direction,
+)
+
+__all__ = ["CaptureStats", "Engine", "Options"]
+
+_IP4_TCP: Final = struct.Struct("!BxHxxHxBxx8xHHIIHHH")  # IPv4 without options, then TCP
+_FIN: Final = 0x01
+_SYN: Final = 0x02
+_RST: Final = 0x04
+_ACK: Final = 0x10
+_CONTROL: Final = _SYN | _FIN | _RST
+_M: Final = 0xFFFFFFFF
+_SAMPLED: Final = 4  # checksums verified per direction in "sample" mode, besides control segments
+
+
+@dataclass
+class Options:
+    """How to analyse. ``msl``: the MSL assumed for TIME-WAIT (2×MSL; Linux holds TIME-WAIT
+    60 s, so 30 s); ``local``: addresses of the capturing host, when known; ``checksums``:
+    ``sample`` (control segments and the first packets of each direction: enough to recognise
+    offload), ``all`` or ``off``; ``linger``: seconds of capture time a finished connection is
+    kept for late packets; ``keep``: ids of connections whose packets are kept for a ladder
+    and a time-sequence graph (``None``: all of them, up to ``keep_packets`` each)."""
+
+    msl: float = 30.0
+    fin_wait_2: float | None = 60.0
+    local: tuple[str, ...] = ()
+    checksums: str = "sample"
+    linger: float = 10.0
+    keep: frozenset[int] | None = frozenset()
+    keep_packets: int = 3000
+    progress: bool = False
+    on_packet: Callable[[int, int, int], None] | None = None
+
+
+@dataclass
+class CaptureStats:
+    """What the pass saw, whatever it was."""
+
+    frames: int = 0
+    tcp: int = 0
+    not_ip: int = 0
+    not_tcp: int = 0
+    fragments: int = 0
+    damaged: int = 0
+    damaged_examples: list[str] = field(default_factory=list)
+    truncated: int = 0
+    bad_checksums: int = 0
+    offload: int = 0
+    offload_hosts: dict[str, int] = field(default_factory=dict)
+    linktypes: dict[int, int] = field(default_factory=dict)
+    unknown_linktypes: dict[int, int] = field(default_factory=dict)
+    connections: int = 0
+    first: float | None = None
+    last: float | None = None
+    error: str = ""
+    peak_open: int = 0
+
+    def damage(self, detail: str, frame: int) -> None:
+        self.damaged += 1
+        if len(self.damaged_examples) < 5:
+            self.damaged_examples.append(f"frame {frame}: {detail}")
+
+
+class Engine:
+    """One analysis: feed it frames (:meth:`run`), then :meth:`finish`. Every connection's
+    :class:`~synack.analyze.model.ConnectionResult` goes to ``sink`` when it is finalized."""
+
+    def __init__(self, options: Options, sink: Callable[[ConnectionResult], None]) -> None:
+        self.opt = options
+        self.sink = sink
+        self.stats = CaptureStats()
+        self.flows: dict[bytes, tuple[Conn, int]] = {}
+        self.open: dict[int, Conn] = {}
+        self.ended: deque[Conn] = deque()
+        self.local: set[bytes] = {pack_address(a) for a in options.local}
+        self.next_id = 0
+        self.now = 0.0
+        self.tombstones: dict[bytes, tuple[float, int, int]] = {}  # key → (TIME-WAIT start, side, id)
+        self._progress_at = 0.0
+        self.shard: Callable[[bytes], bool] | None = None  # read only the flows it accepts (--jobs)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def run(self, batches: Iterable[FrameBatch], size: int | None = None) -> None:
+        """Read every frame of ``batches`` (a file's size, when known, for progress)."""
+        started = time.monotonic()
+        done = 0
+        for batch in batches:
+            self._batch(batch)
+            done = batch.offset + len(batch.data)
+            if self.opt.progress:
+                self._progress(started, done, size)
+        if self.opt.progress:
+            sys.stderr.write("\r\033[K")
+
+    def _progress(self, started: float, done: int, size: int | None, out: TextIO | None = None) -> None:
+        now = time.monotonic()
+        if now - self._progress_at < 0.5:
+            return
+        self._progress_at = now
+        rate = self.stats.frames / max(now - started, 1e-9)
+        part = f"{100 * done / size:5.1f}% " if size else ""
+        (out or sys.stderr).write(
+            f"\r{part}{self.stats.frames:,} frames, {rate:,.0f}/s, {len(self.open):,} connections open\033[K"
+        )
+        (out or sys.stderr).flush()
+
+    def _batch(self, batch: FrameBatch) -> None:
+        buf = batch.data
+        st = self.stats
+        unpack = _IP4_TCP.unpack_from
+        flows = self.flows
+        frame = st.frames
+        for ts, start, caplen, orig_len, linktype in batch.frames:
+            frame += 1
+            stop = start + caplen
+            if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
+                ip = start
+            elif linktype == LINKTYPE_ETHERNET and buf[start + 12 : start + 14] == b"\x08\x00":
+                ip = start + 14
+            else:
+                got = self._link(buf, linktype, start, stop, frame)
+                if got is None:
+                    continue
+                ip = got
+            if buf[ip : ip + 1] == b"\x45" and stop - ip >= 40:
+                _v, total, frag, proto, sport, dport, seq, ack, off_flags, win, csum = unpack(buf, ip)
+                thl = (off_flags >> 12) << 2
+                if proto != 6 or frag & 0x3FFF or thl < 20 or total < 20 + thl:
+                    self._skip_ip(buf, ip, stop, frame)
+                    continue
+                key = buf[ip + 12 : ip + 24]
+                tcp = ip + 20
+                tcp_len = total - 20
+                complete = ip + total <= stop
+            else:
+                got4 = self._slow_ip(buf, ip, stop, frame)
+                if got4 is None:
+                    continue
+                key, tcp, tcp_len, complete, sport, dport, seq, ack, thl, off_flags, win, csum = got4
+            flags = off_flags & 0xFF
+            entry = flows.get(key)
+            if entry is None and self.shard is not None and not self.shard(key):
+                continue
+            if entry is None or (
+                flags & 0x12 == _SYN
+                and (entry[0].sides[entry[1]].base not in (None, seq) or entry[0].closed_at is not None)
+            ):
+                entry = self._new(key, entry, ts, frame, flags, seq, sport, dport, len(key) > 12)
+            conn, side = entry
+            if conn.older is not None and flags & 0x12 != _SYN:
+                conn, side = self._route(conn, side, seq, ack, flags)
+            self.now = ts
+            self._segment(
+                conn,
+                side,
+                buf,
+                ts,
+                frame,
+                orig_len,
+                tcp,
+                tcp_len,
+                complete,
+                seq,
+                ack,
+                flags,
+                win,
+                thl,
+                csum,
+                key,
+            )
+            if linktype not in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_ETHERNET):
+                self._direction_hint(buf, linktype, start, key, len(key) > 12)
+            if not frame & 63 and self.ended:
+                self._expire(ts)
+        st.frames = frame
+        if batch.frames:
+            last = batch.frames[-1][0]
+            if st.first is None:
+                st.first = batch.frames[0][0]
+            st.last = last if st.last is None or last > st.last else st.last
+            self._expire(last)
+
+    def _link(self, buf: bytes, linktype: int, start: int, stop: int, frame: int) -> int | None:
+        st = self.stats
+        if linktype not in LINKTYPES:
+            st.unknown_linktypes[linktype] = st.unknown_linktypes.get(linktype, 0) + 1
+            return None
+        ip = ip_offset(buf, linktype, start, stop)
+        if ip is None:
+            st.not_ip += 1
+        return ip
+
+    def _skip_ip(self, buf: bytes, ip: int, stop: int, frame: int) -> None:
+        got = fr.tcp_fields(buf, ip, stop)
+        if isinstance(got, fr.Skip):
+            self._count_skip(got, frame)
+
+    def _count_skip(self, skip: fr.Skip, frame: int) -> None:
+        st = self.stats
+        if skip.reason == "not-tcp":
+            st.not_tcp += 1
+        elif skip.reason == "fragment":
+            st.fragments += 1
+        elif skip.reason == "not-ip":
+            st.not_ip += 1
+        else:
+            st.damage(skip.detail, frame)
+
+    def _slow_ip(
+        self, buf: bytes, ip: int, stop: int, frame: int
+    ) -> tuple[bytes, int, int, bool, int, int, int, int, int, int, int, int] | None:
+        got = fr.tcp_fields(buf, ip, stop)
+        if isinstance(got, fr.Skip):
+            self._count_skip(got, frame)
+            return None
+        return (
+            got.key,
+            got.tcp,
+            got.tcp_len,
+            got.complete,
+            got.sport,
+            got.dport,
+            got.seq,
+            got.ack,
+            got.thl,
+            got.flags,
+            got.window,
+            got.checksum,
+        )
+
+    def _direction_hint(self, buf: bytes, linktype: int, start: int, key: bytes, v6: bool) -> None:
+        """A Linux cooked capture says which packets the capturing host sent."""
+        out = link_direction(buf, linktype, start)
+        if out is None:
+            return
+        n = 16 if v6 else 4
+        addr = key[:n] if out else key[n : 2 * n]
+        if addr not in self.local:
+            self.local.add(addr)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _new(
+        self,
+        key: bytes,
+        old: tuple[Conn, int] | None,
+        ts: float,
+        frame: int,
+        flags: int,
+        seq: int,
+        sport: int,
+        dport: int,
+        v6: bool,
+    ) -> tuple[Conn, int]:
+        """A connection for the first segment of a 4-tuple, or a new incarnation of one (a SYN
+        with another ISN). The originator is the sender, unless the segment is a SYN,ACK."""
+        n = 16 if v6 else 4
+        src, dst = key[:n], key[n : 2 * n]
+        rkey = dst + src + key[2 * n + 2 : 2 * n + 4] + key[2 * n : 2 * n + 2]
+        flipped = flags & (_SYN | _ACK) == (_SYN | _ACK)
+        keys = (rkey, key) if flipped else (key, rkey)
+        packed = (dst, src) if flipped else (src, dst)
+        ports = (dport, sport) if flipped else (sport, dport)
+        addrs = (address_text(packed[0]), address_text(packed[1]))
+        local = self.local
+
+        def is_local(side: int, packed: tuple[bytes, bytes] = packed) -> bool:
+            return packed[side] in local
+
+        tracker = StateTracker(is_local, self.opt.msl, self.opt.fin_wait_2)
+        conn = Conn(self.next_id, keys, addrs, ports, ts, frame, tracker)
+        tracker.sides = conn.sides
+        conn.zeek.first(flags)
+        self.next_id += 1
+        self.stats.connections += 1
+        if old is not None:
+            conn.extra["reused"] = True
+            prev = old[0]
+            if prev.closed_at is None or ts - prev.last_t < self.opt.linger:
+                conn.older = prev
+                prev.extra["newer"] = conn
+        self._port_reuse(conn, key, rkey, ts)
+        keep = self.opt.keep
+        if keep is None or conn.id in keep:
+            conn.ladder = []
+            conn.points = []
+            conn.frames = []
+        self.open[conn.id] = conn
+        self.stats.peak_open = max(self.stats.peak_open, len(self.open))
+        self.flows[keys[0]] = (conn, 0)
+        self.flows[keys[1]] = (conn, 1)
+        return (conn, 1) if flipped else (conn, 0)
+
+    def _port_reuse(self, conn: Conn, key: bytes, rkey: bytes, ts: float) -> None:
+        """A new connection on a 4-tuple whose last one began TIME-WAIT less than 2×MSL ago."""
+        for k in (key, rkey):
+            tomb = self.tombstones.pop(k, None)
+            if tomb is not None and ts - tomb[0] < 2 * self.opt.msl:
+                conn.extra["port_reuse"] = (tomb[2], ts - tomb[0], tomb[1])
+
+    def _route(self, conn: Conn, side: int, seq: int, ack: int, flags: int) -> tuple[Conn, int]:
+        """Two incarnations of a 4-tuple are open (an old duplicate SYN, a crashed host opening
+        again): a segment belongs to the one whose sequence spaces it falls in — the nearest ISN
+        at or below its numbers."""
+        older = conn.older
+        assert older is not None
+        if older.closed_at is not None and self.now - older.last_t > self.opt.linger:
+            conn.older = None
+            return conn, side
+        oside = side if older.keys[side] == conn.keys[side] else 1 - side
+        new = _distance(conn, side, seq, ack, flags)
+        old = _distance(older, oside, seq, ack, flags)
+        return (older, oside) if old < new else (conn, side)
+
+    def _segment(
+        self,
+        conn: Conn,
+        side: int,
+        buf: bytes,
+        ts: float,
+        frame: int,
+        flen: int,
+        tcp: int,
+        tcp_len: int,
+        complete: bool,
+        seq: int,
+        ack: int,
+        flags: int,
+        win: int,
+        thl: int,
+        csum: int,
+        key: bytes,
+    ) -> None:
+        st = self.stats
+        st.tcp += 1
+        fwd = conn.sides[side]
+        if not complete:
+            st.truncated += 1
+        elif self.opt.checksums != "off" and (
+            self.opt.checksums == "all" or flags & _CONTROL or fwd.packets < _SAMPLED
+        ):
+            self._checksum(conn, side, buf, tcp, tcp_len, csum, key)
+        plen = tcp_len - thl
+        options = buf[tcp + 20 : tcp + thl] if thl > 20 else b""
+        bits = conn.segment(side, ts, frame, flen, seq, ack, flags, win, plen, options)
+        if flags & _CONTROL or win == 0 or bits or conn.packets <= 4 or not conn.zeek.settled(side, plen):
+            self._zeek(conn, side, flags, seq, plen, win, bits)
+        elif plen:
+            conn.zeek.max_end[side] = (seq + plen) & _M
+        if flags & _CONTROL or conn.tracker.busy:
+            conn.infer(side, ts, frame, seq, ack, flags, plen)
+        if conn.extra.get("reused") and conn.packets == 1:
+            bits |= m.REUSED_PORTS
+            conn.flag_counts[m.REUSED_PORTS] = conn.flag_counts.get(m.REUSED_PORTS, 0) + 1
+        if conn.ladder is not None and len(conn.ladder) < self.opt.keep_packets:
+            self._keep(conn, side, buf, ts, frame, tcp, tcp_len, thl, seq, ack, flags, win, plen, key)
+        if self.opt.on_packet is not None:
+            self.opt.on_packet(frame, conn.id, bits)
+        if conn.closed_at is None and self._ended(conn, flags):
+            conn.closed_at = ts
+            self.ended.append(conn)
+
+    def _zeek(self, conn: Conn, side: int, flags: int, seq: int, plen: int, win: int, bits: int) -> None:
+        z = conn.zeek
+        is_orig = side == 0
+        seg_end = (seq + plen + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)) & _M
+        zero = win == 0 and not flags & _SYN
+        peer_fin = conn.sides[1 - side].fin > 0
+        z.packet(is_orig, flags, seq, seg_end, plen, zero, peer_fin)
+        if bits & m.ACK_LOST_SEGMENT:
+            z.count(not is_orig, "G")  # a gap in the data the other side sent
+
+    def _checksum(
+        self, conn: Conn, side: int, buf: bytes, tcp: int, tcp_len: int, csum: int, key: bytes
+    ) -> None:
+        n = len(key) - 4
+        state = fr.checksum_state(buf, tcp, tcp_len, key[:n], csum)
+        if state == fr.CHECKSUM_OK:
+            return
+        st = self.stats
+        if state == fr.CHECKSUM_OFFLOAD:
+            st.offload += 1
+            conn.offload[side] += 1
+            src = key[: n // 2]
+            if src not in self.local:
+                self.local.add(src)
+            host = address_text(src)
+            st.offload_hosts[host] = st.offload_hosts.get(host, 0) + 1
+        else:
+            st.bad_checksums += 1
+            conn.bad_checksums[side] += 1
+            conn.zeek.count(side == 0, "C")
+
+    def _keep(
+        self,
+        conn: Conn,
+        side: int,
+        buf: bytes,
+        ts: float,
+        frame: int,
+        tcp: int,
+        tcp_len: int,
+        thl: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        win: int,
+        plen: int,
+        key: bytes,
+    ) -> None:
+        """The packet for the ladder (IP header rebuilt around the TCP header and the captured
+        payload) and a point of the time-sequence graph."""
+        assert conn.ladder is not None and conn.points is not None and conn.frames is not None
+        conn.ladder.append((ts, side, _packet_bytes(buf, tcp, tcp_len, thl, key)))
+        conn.frames.append(frame)
+        conn.points.append(
+            (
+                ts,
+                side,
+                seq,
+                plen + (1 if flags & (_SYN | _FIN) else 0),
+                ack if flags & _ACK else -1,
+                conn.sides[side].scaled(win) if not flags & _SYN else win,
+            )
+        )
+
+    @staticmethod
+    def _ended(conn: Conn, flags: int) -> bool:
+        """A RST, or both FINs sent and the last one acknowledged."""
+        if flags & _RST:
+            return True
+        a, b = conn.sides
+        if not (a.fin and b.fin):
+            return False
+        states = (conn.tracker.state(0)[0], conn.tracker.state(1)[0])
+        return all(
+            s is None or s.value in ("TIME-WAIT", "CLOSED", "LAST-ACK", "CLOSING") for s in states
+        ) and any(s is not None and s.value in ("TIME-WAIT", "CLOSED") for s in states)
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        linger = self.opt.linger
+        ended = self.ended
+        while ended and now - ended[0].last_t > linger:
+            conn = ended.popleft()
+            if conn.closed_at is not None and now - conn.last_t > linger and conn.id in self.open:
+                self._finalize(conn, conn.last_t + linger)
+            elif conn.id in self.open:
+                ended.append(conn)
+                break
+
+    def _finalize(self, conn: Conn, end_time: float) -> None:
+        del self.open[conn.id]
+        for k in conn.keys:
+            entry = self.flows.get(k)
+            if entry is not None and entry[0] is conn:
+                del self.flows[k]
+        newer = conn.extra.pop("newer", None)
+        if isinstance(newer, Conn) and newer.older is conn:
+            newer.older = None
+        result = build_result(conn, end_time, self.opt.msl)
+        tw = [c for c in result.states[0] + result.states[1] if c.state.value == "TIME-WAIT"]
+        if tw:
+            side = 0 if tw[0] in result.states[0] else 1
+            for k in conn.keys:
+                self.tombstones[k] = (tw[0].t, side, conn.id)
+            if len(self.tombstones) > 200_000:
+                for k in list(self.tombstones)[:50_000]:
+                    del self.tombstones[k]
+        self.sink(result)
+
+    def finish(self) -> CaptureStats:
+        """Finalize every connection still open (at the time of the last frame)."""
+        end = self.stats.last if self.stats.last is not None else 0.0
+        for conn in sorted(self.open.values(), key=lambda c: c.id):
+            self._finalize(conn, end)
+        return self.stats
+
+
+def _distance(conn: Conn, side: int, seq: int, ack: int, flags: int) -> int:
+    """How far a segment's numbers lie above the ISNs of ``conn`` (smaller: more likely its own)."""
+    best = 1 << 33
+    base = conn.sides[side].base
+    if base is not None:
+        best = min(best, (seq - base) & _M)
+    other = conn.sides[1 - side].base
+    if flags & _ACK and other is not None:
+        best = min(best, (ack - other) & _M)
+    return best
+
+
+def _packet_bytes(buf: bytes, tcp: int, tcp_len: int, thl: int, key: bytes) -> bytes:
+    """An IP packet around the captured TCP segment, its payload padded to the length on the wire
+    (a capture cut by the snap length still draws the right <DATA=n>)."""
+    segment = buf[tcp : tcp + tcp_len]
+    if len(segment) < tcp_len:
+        segment += bytes(tcp_len - len(segment))
+    if len(key) > 12:
+        return struct.pack("!IHBB", 6 << 28, tcp_len, 6, 64) + key[:32] + segment
+    total = 20 + tcp_len
+    return struct.pack("!BBHHHBBH", 0x45, 0, total, 0, 0x4000, 64, 6, 0) + key[:8] + segment
+
+
+def build_result(conn: Conn, end_time: float, msl: float) -> ConnectionResult:
+    """The :class:`ConnectionResult` of a connection, followed until ``end_time``."""
+    conn.extra["until"] = end_time
+    states = conn.tracker.finish(end_time, conn.silent())
+    tracker = conn.tracker
+    flags = {m.FLAG_FIELDS[bit]: n for bit, n in sorted(conn.flag_counts.items())}
+    z = conn.zeek
+    point = tuple(CapturePoint.HERE if tracker.local(s) else CapturePoint.ELSEWHERE for s in (0, 1))
+    closed_first = _closed_first(conn)
+    partial = ConnectionResult(
+        id=conn.id,
+        orig=(conn.addrs[0], conn.ports[0]),
+        resp=(conn.addrs[1], conn.ports[1]),
+        start=conn.start,
+        end=conn.last_t,
+        packets=conn.packets,
+        conn_state=z.conn_state(conn.payload_seen),
+        history="".join(z.history),
+        states=states,
+        stats=(conn.sides[0].stats(), conn.sides[1].stats()),
+        flags=flags,
+        findings=(),
+        capture_point=(point[0], point[1]),
+        handshake_rtt=conn.first_rtt,
+        frames=(conn.first_frame, conn.last_frame),
+        closed_first=closed_first,
+        extras=_extras(conn),
+    )
+    findings = connection_findings(partial, conn, msl)
+    return ConnectionResult(
+        **{**{f: getattr(partial, f) for f in partial.__dataclass_fields__}, "findings": tuple(findings)}
+    )
+
+
+def _closed_first(conn: Conn) -> int | None:
+    """Which side sent the first FIN."""
+    changes = conn.tracker.ends
+    firsts = []
+    for side in (0, 1):
+        for c in changes[side].changes:
+            if c.cause is not None and c.cause.name == "CLOSE":
+                firsts.append((c.t, side))
+                break
+    return min(firsts)[1] if firsts else None
+
+
+def _extras(conn: Conn) -> dict[str, object]:
+    extras: dict[str, object] = dict(conn.extra)
+    extras["isn"] = [
+        conn.sides[0].base if conn.sides[0].syn else None,
+        conn.sides[1].base if conn.sides[1].syn else None,
+    ]
+    if conn.ladder is not None:
+        extras["ladder"] = conn.ladder
+        extras["points"] = conn.points
+        extras["frame_numbers"] = conn.frames
+    if any(conn.offload):
+        extras["offload"] = list(conn.offload)
+    if any(conn.bad_checksums):
+        extras["bad_checksums"] = list(conn.bad_checksums)
+    return extras
