@@ -1104,6 +1104,10 @@ class TunStack:
         ignored = 0
         icmp = 0
         pkt: bytes | memoryview
+        # TCP packets go to the host together (Host.receive_many: a run of one connection's
+        # in-order segments is taken in at once), in order with the ICMP errors between them.
+        batch: list[bytes | memoryview] = []
+        trust: list[bool] = []
         while n < self.READ_BATCH:
             try:
                 pkt = read(fd, size)
@@ -1113,6 +1117,9 @@ class TunStack:
                 if exc.errno == errno.EINTR:
                     continue
                 if exc.errno in _DEVICE_GONE:
+                    if batch:
+                        host.receive_many(batch, now, checksum_verified=trust)
+                        batch = []
                     self._gone()
                     break
                 self.counters["tun_read_errors"] += 1
@@ -1129,11 +1136,19 @@ class TunStack:
             elif pcap is not None:
                 pcap.write(pkt, time.time())
             kind = _to_host(pkt)
-            if kind:
-                icmp += kind == 2
+            if kind == 1:
+                batch.append(pkt)
+                trust.append(trusted)
+            elif kind == 2:
+                icmp += 1
+                if batch:
+                    host.receive_many(batch, now, checksum_verified=trust)
+                    batch, trust = [], []
                 host.receive(pkt, now, checksum_verified=trusted)
             else:
                 ignored += 1
+        if batch:
+            host.receive_many(batch, now, checksum_verified=trust)
         if n:
             self.counters["packets_in"] += n
             if ignored:
