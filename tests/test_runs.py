@@ -24,6 +24,7 @@ from synack.core.wire import (
     ACK,
     FIN,
     PSH,
+    RST,
     SYN,
     URG,
     Mss,
@@ -34,6 +35,7 @@ from synack.core.wire import (
     Segment,
     Timestamps,
     WindowScale,
+    build_icmp_error,
     build_packet,
     parse_packet,
 )
@@ -182,20 +184,22 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_runs_are_taken_in_as_one_segment_at_a_time(name: str) -> None:
+def test_runs_are_taken_in_as_one_segment_at_a_time(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     config, opts = CONFIGS[name]
+    taken = _spy_on_take_text(monkeypatch)
     for seed in range(25):
         _scenario(seed, config, opts)
+    # The comparison is not empty: the random exchanges take the shortcut many times (but not
+    # with keep-alive, where every segment goes the whole way).
+    if config.keepalive:
+        assert taken == []
+    else:
+        assert len(taken) >= 30 and sum(taken) >= 100, taken
 
 
-def test_the_shortcut_is_taken() -> None:
-    """Not only the reference path: in-order bulk data mostly takes the shortcut."""
-    t = Twins(Config(), (Mss(1460), SackPermitted(), Timestamps(5000, 0), Nop(), WindowScale(7)))
-    port, nxt = t.port, (PEER_ISS + 1) & 0xFFFFFFFF
-    una = t.conns[0].snd_una
-    opts = (Nop(), Nop(), Timestamps(6000, 1))
-    segs = [Segment(80, port, (nxt + i * 1448) & 0xFFFFFFFF, una, ACK, 65535, opts, bytes([i]) * 1448)
-            for i in range(40)]
+def _spy_on_take_text(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the length of every run the host hands to :func:`take_text`."""
+    import synack.core.host as host_mod
     from synack.core import runs
 
     taken: list[int] = []
@@ -205,14 +209,58 @@ def test_the_shortcut_is_taken() -> None:
         taken.append(len(rest))
         real(conn, rest, now)
 
-    runs.take_text = spy  # type: ignore[assignment]
-    try:
-        import synack.core.host as host_mod
-        host_mod.take_text = spy  # type: ignore[assignment]
-        t.feed(segs, 2.0, [20, 20])
-    finally:
-        runs.take_text = real  # type: ignore[assignment]
-        host_mod.take_text = real  # type: ignore[assignment]
+    monkeypatch.setattr(host_mod, "take_text", spy)
+    return taken
+
+
+def test_a_batch_with_bad_packets_icmp_and_other_connections_is_taken_as_one_at_a_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What breaks a run inside a batch — a packet with a bad checksum, a truncated one, an ICMP
+    error quoting one of our segments, a segment for no connection (answered with a RST), one
+    from another address — is handled as :meth:`Host.receive` handles it, in its place, and the
+    runs on either side of it are still runs."""
+    taken = _spy_on_take_text(monkeypatch)
+    t = Twins(Config(), (Mss(1460), SackPermitted(), Timestamps(5000, 0), Nop(), WindowScale(7)))
+    port, nxt = t.port, (PEER_ISS + 1) & 0xFFFFFFFF
+    una = t.conns[0].snd_una
+    opts = (Nop(), Nop(), Timestamps(6000, 1))
+    data = [Segment(80, port, (nxt + i * 1448) & 0xFFFFFFFF, una, ACK, 65535, opts, bytes([i]) * 1448)
+            for i in range(12)]
+    packets = [build_packet(PEER, US, s) for s in data]
+    bad = bytearray(packets[4])
+    bad[-1] ^= 0xFF  # the payload's last octet: the TCP checksum fails
+    for c in t.conns:
+        c.send(b"x" * 100, t.now)
+    ours = t.one.packets_to_send(t.now)[0]
+    assert ours == t.many.packets_to_send(t.now)[0]
+    icmp = build_icmp_error("10.9.9.9", ours, 3, 4, mtu=1280)  # fragmentation needed
+    stray = build_packet(PEER, US, Segment(81, port, 5, 6, ACK, 100, (), b"?"))  # no connection
+    other = build_packet("10.0.0.3", US, data[5])  # the same ports, another peer
+    batch = [*packets[:4], bytes(bad), packets[4], packets[5][:30], *packets[5:8], icmp, stray, other,
+             *packets[8:]]
+    t.now = 2.0
+    for p in batch:
+        t.one.receive(p, t.now)
+    t.many.receive_many(batch, t.now)
+    out = t.same()
+    assert t.one.stats() == t.many.stats()
+    stats = t.many.stats()
+    assert stats["bad_checksum"] == 1 and stats["malformed"] == 1, stats
+    assert t.conns[1].readable == 12 * 1448
+    assert taken == [3, 2, 3], taken  # runs of 4, 3 and 4 segments: the first of each in full
+    assert any(parse_packet(p).seg.flags & RST for p in out)
+
+
+def test_the_shortcut_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only the reference path: in-order bulk data mostly takes the shortcut."""
+    taken = _spy_on_take_text(monkeypatch)
+    t = Twins(Config(), (Mss(1460), SackPermitted(), Timestamps(5000, 0), Nop(), WindowScale(7)))
+    port, nxt = t.port, (PEER_ISS + 1) & 0xFFFFFFFF
+    una = t.conns[0].snd_una
+    opts = (Nop(), Nop(), Timestamps(6000, 1))
+    segs = [Segment(80, port, (nxt + i * 1448) & 0xFFFFFFFF, una, ACK, 65535, opts, bytes([i]) * 1448)
+            for i in range(40)]
+    t.feed(segs, 2.0, [20, 20])
     t.same()
     assert taken == [19, 19]
     assert t.conns[1].readable == 40 * 1448
