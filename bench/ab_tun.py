@@ -11,6 +11,12 @@ new, new, old, ...). On this shared 2-core machine a figure moves by ±40 % with
 load, so the table gives, per tree, the median of the rounds' figures and their range, the
 machine's load average (``/proc/loadavg``) at each run, and the kernel↔kernel (veth) reference
 measured in the same rounds.
+
+``--new-args "..."`` adds arguments for the new tree's runs only — options the old tree's stack
+does not have, e.g. ``--new-args "--write-thread offload-off"`` (each figure then compares the
+old stack with the new one with its writer thread, row for row); a single option is written
+with ``=`` (``--bench lifecycles --new-args=--write-thread``) so that it is not taken for one
+of this script's.
 """
 
 from __future__ import annotations
@@ -55,17 +61,22 @@ def main() -> int:
     ap.add_argument("new")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bench", choices=["tun", "lifecycles"], default="tun")
+    ap.add_argument("--new-args", default="", help="more arguments for the new tree only (options the old "
+                    "tree does not have, e.g. \"--write-thread offload-off\")")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     a = ap.parse_args(argv[:cut])
     extra = argv[cut + 1:]  # the benchmark's own arguments
+    joined = " ".join(extra + a.new_args.split())
+    if "--write-thread both" in joined or "--write-thread=both" in joined:
+        ap.error("--write-thread both makes two rows per figure, which this table would merge")
     trees = {"old": a.old, "new": a.new}
     figures: dict[tuple[Any, ...], dict[str, list[float]]] = {}
     loads: dict[str, list[str]] = {"old": [], "new": []}
     for r in range(a.rounds):
         order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
         for i, which in enumerate(order):
-            args = list(extra)
+            args = list(extra) + (a.new_args.split() if which == "new" else [])
             if a.bench == "tun" and i == 1:
                 args.append("--no-veth")  # one veth reference per round
             result = _run(trees[which], a.bench, args)

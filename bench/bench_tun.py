@@ -317,6 +317,23 @@ def bench_veth(mtu: int, nbytes: int, runs: int) -> dict[str, list[float]]:
     return results
 
 
+def _tun_rows(mtu: int, nbytes: int, args: argparse.Namespace, offload: bool, thread: bool,
+              veth: dict[str, list[float]] | None) -> list[dict[str, Any]]:
+    """The table's rows (recv, send) for one kind of synack stack."""
+    tun = bench_tun(mtu, nbytes, args.runs, args.profile, offload, thread)
+    rows = []
+    for direction in ("recv", "send"):
+        times = [t for t, _ in tun[direction]]
+        rows.append({
+            "mtu": mtu, "offload": offload, "direction": direction, "write_thread": thread,
+            "mbps": nbytes / statistics.median(times) / 1e6,
+            "runs": [nbytes / t / 1e6 for t in times],
+            "mb_per_cpu_s": nbytes / statistics.median(c for _, c in tun[direction]) / 1e6,
+            "veth": nbytes / statistics.median(veth[direction]) / 1e6 if veth else None,
+        })
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=50.0, help="MB (10^6 bytes) per transfer")
@@ -329,8 +346,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", metavar="N",
                     help="measure N threads echoing on one stack instead (both ways of driving it)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE (JSON)")
-    ap.add_argument("--write-thread", choices=["off", "on", "offload-off"], default="off",
-                    help="TunStack(write_thread=True): always, or only for the runs without offloads")
+    ap.add_argument("--write-thread", choices=["off", "on", "offload-off", "both"], default="off",
+                    help="TunStack(write_thread=True): always, only for the runs without offloads, or "
+                    "both ways (every offload mode without and with the thread, in the same run)")
     args = ap.parse_args()
     nbytes = int(args.mb * 1e6)
     if args.threads:
@@ -341,18 +359,12 @@ def main() -> None:
     for mtu in args.mtu:
         veth = None if args.no_veth else bench_veth(mtu, nbytes, args.runs)
         for offload in modes:
-            thread = args.write_thread == "on" or (args.write_thread == "offload-off" and not offload)
-            tun = bench_tun(mtu, nbytes, args.runs, args.profile, offload, thread)
-            for direction in ("recv", "send"):
-                times = [t for t, _ in tun[direction]]
-                row = {
-                    "mtu": mtu, "offload": offload, "direction": direction, "write_thread": thread,
-                    "mbps": nbytes / statistics.median(times) / 1e6,
-                    "runs": [nbytes / t / 1e6 for t in times],
-                    "mb_per_cpu_s": nbytes / statistics.median(c for _, c in tun[direction]) / 1e6,
-                    "veth": nbytes / statistics.median(veth[direction]) / 1e6 if veth else None,
-                }
-                rows.append(row)
+            if args.write_thread == "both":
+                threads = [False, True]
+            else:
+                threads = [args.write_thread == "on" or (args.write_thread == "offload-off" and not offload)]
+            for thread in threads:
+                rows += _tun_rows(mtu, nbytes, args, offload, thread, veth)
     print(f"\n{args.mb:g} MB per transfer, median of {args.runs} runs (MB/s = 10^6 bytes/s; "
           f"per CPU s: this process's user + system CPU time); load average {_loadavg()}")
     print("| MTU | offload | direction | write thread | synack MB/s | runs | MB per CPU s | "
