@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import signal
 import socket
 import statistics
@@ -32,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,49 +46,80 @@ PYTCP_LIMIT = 120.0  # seconds for one PyTCP transfer
 
 # The PyTCP side, run by the throw-away environment's Python (PyTCP 2.7's library API).
 PYTCP_RUNNER = r'''
-import ctypes, os, sys, time
-nsfd, direction, nbytes, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.setns(nsfd, 0x40000000) != 0:
-    raise OSError(ctypes.get_errno(), "setns")
-import pytcp
-from pytcp import config
-config.LOG_CHANEL = set()
-from pytcp.lib import socket
-stack = pytcp.TcpIpStack(interface="tap7", ip4_address="10.79.0.2/24", ip6_address="fd79::2/64")
-print("tap", flush=True)
-sys.stdin.readline()
-stack.start()
-time.sleep(3)  # address conflict detection (ARP probes) before the address is usable
-s = socket.socket(socket.AF_INET4, socket.SOCK_STREAM)
-s.connect(("10.79.0.1", port))
-print("start", flush=True)
-if direction == "send":
-    block = os.urandom(1 << 16)
-    left = nbytes
-    while left > 0:
-        left -= s.send(block[:min(left, len(block))])
-    s.close()
-else:
-    got = 0
-    while got < nbytes:
-        data = s.recv()
-        if not data:
-            break
-        got += len(data)
-    print(f"received {got}", flush=True)
-print("end", flush=True)
-time.sleep(30)  # (killed once measured) the last segments and the FIN go out meanwhile
+import ctypes, os, sys, time, traceback
+try:
+    nsfd, direction, nbytes, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(nsfd, 0x40000000) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+    import pytcp
+    from pytcp import config
+    config.LOG_CHANEL = set()
+    from pytcp.lib import socket
+    stack = pytcp.TcpIpStack(interface="tap7", ip4_address="10.79.0.2/24", ip6_address="fd79::2/64")
+    print("tap", flush=True)
+    sys.stdin.readline()
+    stack.start()
+    time.sleep(3)  # address conflict detection (ARP probes) before the address is usable
+    s = socket.socket(socket.AF_INET4, socket.SOCK_STREAM)
+    s.connect(("10.79.0.1", port))
+    print("start", flush=True)
+    if direction == "send":
+        block = os.urandom(1 << 16)
+        left = nbytes
+        while left > 0:
+            left -= s.send(block[:min(left, len(block))])
+        s.close()
+    else:
+        got = 0
+        while got < nbytes:
+            data = s.recv()
+            if not data:
+                break
+            got += len(data)
+        print(f"received {got}", flush=True)
+    print("end", flush=True)
+    time.sleep(30)  # (killed once measured) the last segments and the FIN go out meanwhile
+except BaseException as exc:  # PyTCP's threads would keep the process alive: say why, and go
+    traceback.print_exc()
+    print(f"error {type(exc).__name__}: {exc}", flush=True)
+    os._exit(1)
 os._exit(0)
 '''
 
 
-def _venv_with_pytcp(where: str) -> str:
-    """A virtual environment in ``where`` with PyTCP from PyPI; its Python."""
-    subprocess.run([sys.executable, "-m", "venv", where], check=True)
+class _Lines:
+    """The runner's output lines, read by a thread: every wait for one is bounded."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.queue.put(line.strip())
+        self.queue.put("(PyTCP's process ended)")
+
+    def next(self, timeout: float, want: str) -> str:
+        try:
+            line = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"PyTCP printed nothing for {timeout:.0f} s (waiting for {want!r})") from None
+        if line.startswith("error "):
+            raise RuntimeError(f"PyTCP failed: {line[6:]}")
+        return line
+
+
+def _venv_with_pytcp(where: str) -> tuple[str, str]:
+    """A virtual environment in ``where`` with PyTCP from PyPI; its Python and PyTCP's version."""
+    subprocess.run([sys.executable, "-m", "venv", where], check=True, timeout=300)
     py = os.path.join(where, "bin", "python")
     subprocess.run([py, "-m", "pip", "install", "-q", "pytcp"], check=True, timeout=600)
-    return py
+    version = subprocess.run([py, "-c", "import importlib.metadata as m; print(m.version('pytcp'))"],
+                             check=True, timeout=60, capture_output=True, text=True).stdout.strip()
+    return py, version
 
 
 def _kernel_peer(lsock: socket.socket, direction: str, nbytes: int, result: list[int]) -> None:
@@ -123,8 +157,9 @@ def _pytcp_run(py: str, direction: str, nbytes: int) -> float:
             f.write(PYTCP_RUNNER)
         runner = subprocess.Popen([py, "-O", script, str(nsfd), direction, str(nbytes), str(bench_tun.PORT)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(nsfd,))
-        assert runner.stdin is not None and runner.stdout is not None
-        line = runner.stdout.readline().strip()
+        assert runner.stdin is not None
+        lines = _Lines(runner)
+        line = lines.next(60, "tap")
         if line != "tap":
             raise RuntimeError(f"PyTCP did not open its TAP device (printed {line!r})")
         from pyroute2 import IPRoute  # type: ignore[import-untyped]
@@ -140,7 +175,7 @@ def _pytcp_run(py: str, direction: str, nbytes: int) -> float:
         peer.start()
         runner.stdin.write("go\n")
         runner.stdin.flush()
-        line = runner.stdout.readline().strip()
+        line = lines.next(30, "start")
         if line != "start":
             raise RuntimeError(f"PyTCP did not connect to the kernel (printed {line!r})")
         t0 = time.monotonic()
@@ -150,7 +185,7 @@ def _pytcp_run(py: str, direction: str, nbytes: int) -> float:
                 raise RuntimeError(f"the kernel received {result or 'nothing'} of {nbytes} bytes "
                                    f"within {PYTCP_LIMIT:.0f} s")
         else:
-            got = runner.stdout.readline().split()
+            got = lines.next(PYTCP_LIMIT, "received").split()
             if got[:1] != ["received"] or int(got[1]) != nbytes:
                 raise RuntimeError(f"PyTCP received {got!r}, not {nbytes} bytes")
         return time.monotonic() - t0
@@ -162,6 +197,20 @@ def _pytcp_run(py: str, direction: str, nbytes: int) -> float:
         remove_netns(ns)
 
 
+def _make_term_handler(pid: int) -> Callable[[int, FrameType | None], None]:
+    """SIGTERM: this process leaves through its ``finally`` blocks (the namespaces are removed on
+    the way out). Not a child forked from it: pyroute2 forks one per ``IPRoute(netns=...)`` and
+    ends it with SIGTERM, and that copy of us, unwinding the same stack, would remove the
+    namespaces and the throw-away environment this process is still using."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != pid:
+            os._exit(128 + signum)
+        sys.exit(1)
+
+    return handler
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--mb", type=float, default=20.0)
@@ -170,8 +219,10 @@ def main() -> int:
     ap.add_argument("--pytcp-mb", type=float, default=5.0, help="MB per PyTCP transfer (it is slow)")
     ap.add_argument("--write-thread", action="store_true", help="synack: TunStack(write_thread=True) "
                     "for the rows without offloads")
+    ap.add_argument("--venv-dir", default=None, help="where the throw-away environment is made (default: "
+                    "the system's temporary directory; it is deleted afterwards either way)")
     args = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # namespaces are removed on the way out
+    signal.signal(signal.SIGTERM, _make_term_handler(os.getpid()))
     nbytes = int(args.mb * 1e6)
     rows: dict[tuple[bool, str], float] = {}
     for offload in (False, True):
@@ -181,10 +232,11 @@ def main() -> int:
     veth = bench_tun.bench_veth(1500, nbytes, args.runs)
     kernel = {d: nbytes / statistics.median(veth[d]) / 1e6 for d in ("send", "recv")}
     pytcp: dict[str, float | str] = {"send": "not measured (--pytcp)", "recv": "not measured (--pytcp)"}
+    version = "-"
     if args.pytcp:
-        with tempfile.TemporaryDirectory(prefix="synack-pytcp-") as where:
+        with tempfile.TemporaryDirectory(prefix="synack-pytcp-", dir=args.venv_dir) as where:
             try:
-                py = _venv_with_pytcp(where)
+                py, version = _venv_with_pytcp(where)
             except (subprocess.SubprocessError, OSError) as exc:
                 pytcp = {d: f"PyTCP could not be installed: {exc}" for d in pytcp}
             else:
@@ -198,7 +250,8 @@ def main() -> int:
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     print(f"\nMTU 1500, median of {args.runs} runs, MB/s (10^6 bytes/s); synack and the kernel "
-          f"{args.mb:g} MB per transfer, PyTCP {args.pytcp_mb:g} MB; load average {load}")
+          f"{args.mb:g} MB per transfer, PyTCP ({version}) {args.pytcp_mb:g} MB; synack's write thread "
+          f"{'on' if args.write_thread else 'off'} without offloads; load average {load}")
     print("| direction | synack, no offload | synack, offload | PyTCP | kernel↔kernel (veth) | "
           "synack/PyTCP (no offload) | synack (offload)/kernel |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -213,7 +266,7 @@ def main() -> int:
             print(f"PyTCP, {direction}: {pytcp[direction]}")
     if args.pytcp:
         print(json.dumps({"synack": {f"{'offload' if o else 'plain'} {d}": v for (o, d), v in rows.items()},
-                          "kernel": kernel, "pytcp": pytcp, "loadavg": load}))
+                          "kernel": kernel, "pytcp": pytcp, "pytcp_version": version, "loadavg": load}))
     return 0
 
 
