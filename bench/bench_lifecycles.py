@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import select
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from synack import sockets, streams
 from synack.core.connection import Connection
@@ -242,11 +243,15 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=64, help="connections in flight (default 64)")
     p.add_argument("--modes", nargs="+", default=["host", "asyncio", "sockets", "kernel"],
                    choices=["host", "asyncio", "sockets", "kernel"])
+    p.add_argument("--write-thread", action="store_true", help="TunStack(write_thread=True)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures to FILE (JSON)")
     args = p.parse_args()
     ns = f"synack-life-{os.getpid()}"
     create_netns(ns)
+    rows: list[dict[str, object]] = []
+    extra: dict[str, Any] = {"write_thread": True} if args.write_thread else {}  # older trees lack it
     try:
-        with TunStack(netns=ns) as stack:
+        with TunStack(netns=ns, **extra) as stack:
             server = start_server(ns)
             try:
                 runs: dict[str, Callable[[], tuple[int, float]]] = {
@@ -269,6 +274,7 @@ def main() -> None:
                     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
                     print(f"{labels[mode]:<46} {n:>10} {dt:>7.2f} {n / dt:>8,.0f} {cpu:>6.2f} "
                           f"{n / cpu:>9,.0f}", flush=True)
+                    rows.append({"mode": mode, "lifecycles": n, "per_s": n / dt, "per_cpu_s": n / cpu})
                 stats = stack.stats()
                 print(f"  (synack host: {stats.get('host_retransmissions', 0)} retransmissions, "
                       f"{stats.get('host_resets_in', 0)} resets in, {stats.get('host_resets_out', 0)} out)")
@@ -276,6 +282,12 @@ def main() -> None:
                 stop_server(server)
     finally:
         remove_netns(ns)
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    print(f"load average {load}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"loadavg": load, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import json
 import os
 import pstats
+import resource
 import socket
 import statistics
 import subprocess
@@ -36,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from synack import sockets
 from synack.core.records import State
@@ -124,8 +127,15 @@ def peer(ns: str, mode: str, addr: str, nbytes: int) -> Iterator[subprocess.Pope
 # ---------------------------------------------------------------------------------------------
 
 
-def tun_run(stack: TunStack, ns: str, direction: str, nbytes: int) -> float:
-    """One transfer; returns seconds."""
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process so far: the system part includes the
+    kernel's work inside our reads and writes of the device."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def tun_run(stack: TunStack, ns: str, direction: str, nbytes: int) -> tuple[float, float]:
+    """One transfer; returns (seconds, CPU seconds of this process) for it."""
     mode = "sink" if direction == "send" else "source"
     with peer(ns, mode, "10.77.0.1", nbytes):
         s = sockets.socket(stack)
@@ -134,7 +144,7 @@ def tun_run(stack: TunStack, ns: str, direction: str, nbytes: int) -> float:
         conn = s.connection
         assert conn is not None
         if direction == "send":
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), _cpu()
             left = nbytes
             while left > 0:
                 n = min(left, len(BLOCK))
@@ -144,27 +154,30 @@ def tun_run(stack: TunStack, ns: str, direction: str, nbytes: int) -> float:
             if not stack.wait_until(lambda: conn.state in (State.FIN_WAIT_2, State.TIME_WAIT,
                                                            State.CLOSED), 60):
                 raise RuntimeError("the kernel did not acknowledge everything")
-            dt = time.monotonic() - t0
+            dt, cpu = time.monotonic() - t0, _cpu() - c0
         else:
             buf = bytearray(1 << 20)
             total = 0
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), _cpu()
             while n := s.recv_into(buf):
                 total += n
-            dt = time.monotonic() - t0
+            dt, cpu = time.monotonic() - t0, _cpu() - c0
             if total != nbytes:
                 raise RuntimeError(f"received {total} of {nbytes} bytes")
         s.close()
         stack.run_for(0.05)
-        return dt
+        return dt, cpu
 
 
-def bench_tun(mtu: int, nbytes: int, runs: int, profile: bool, offload: bool) -> dict[str, list[float]]:
+def bench_tun(mtu: int, nbytes: int, runs: int, profile: bool, offload: bool,
+              write_thread: bool = False) -> dict[str, list[tuple[float, float]]]:
+    """(seconds, CPU seconds) of each synack transfer, per direction."""
     ns = f"synack-bench-{os.getpid()}"
     create_netns(ns)
-    results: dict[str, list[float]] = {"send": [], "recv": []}
+    results: dict[str, list[tuple[float, float]]] = {"send": [], "recv": []}
+    extra: dict[str, Any] = {"write_thread": True} if write_thread else {}  # older trees lack it
     try:
-        with TunStack(netns=ns, mtu=mtu, offload=offload) as stack:
+        with TunStack(netns=ns, mtu=mtu, offload=offload, **extra) as stack:
             for direction in ("send", "recv"):
                 for i in range(runs):
                     prof = cProfile.Profile() if profile and i == 0 else None
@@ -304,6 +317,23 @@ def bench_veth(mtu: int, nbytes: int, runs: int) -> dict[str, list[float]]:
     return results
 
 
+def _tun_rows(mtu: int, nbytes: int, args: argparse.Namespace, offload: bool, thread: bool,
+              veth: dict[str, list[float]] | None) -> list[dict[str, Any]]:
+    """The table's rows (recv, send) for one kind of synack stack."""
+    tun = bench_tun(mtu, nbytes, args.runs, args.profile, offload, thread)
+    rows = []
+    for direction in ("recv", "send"):
+        times = [t for t, _ in tun[direction]]
+        rows.append({
+            "mtu": mtu, "offload": offload, "direction": direction, "write_thread": thread,
+            "mbps": nbytes / statistics.median(times) / 1e6,
+            "runs": [nbytes / t / 1e6 for t in times],
+            "mb_per_cpu_s": nbytes / statistics.median(c for _, c in tun[direction]) / 1e6,
+            "veth": nbytes / statistics.median(veth[direction]) / 1e6 if veth else None,
+        })
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=50.0, help="MB (10^6 bytes) per transfer")
@@ -315,6 +345,10 @@ def main() -> None:
                     help="TUN segmentation offloads (TSO/GSO through IFF_VNET_HDR)")
     ap.add_argument("--threads", type=int, nargs="+", metavar="N",
                     help="measure N threads echoing on one stack instead (both ways of driving it)")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE (JSON)")
+    ap.add_argument("--write-thread", choices=["off", "on", "offload-off", "both"], default="off",
+                    help="TunStack(write_thread=True): always, only for the runs without offloads, or "
+                    "both ways (every offload mode without and with the thread, in the same run)")
     args = ap.parse_args()
     nbytes = int(args.mb * 1e6)
     if args.threads:
@@ -325,17 +359,33 @@ def main() -> None:
     for mtu in args.mtu:
         veth = None if args.no_veth else bench_veth(mtu, nbytes, args.runs)
         for offload in modes:
-            tun = bench_tun(mtu, nbytes, args.runs, args.profile, offload)
-            for direction, label in (("recv", "kernel -> synack"), ("send", "synack -> kernel")):
-                mbps = nbytes / statistics.median(tun[direction]) / 1e6
-                ref = nbytes / statistics.median(veth[direction]) / 1e6 if veth else float("nan")
-                runs = ", ".join(f"{nbytes / t / 1e6:.0f}" for t in tun[direction])
-                rows.append((mtu, "on" if offload else "off", label, mbps, runs, ref))
-    print(f"\n{args.mb:g} MB per transfer, median of {args.runs} runs (MB/s = 10^6 bytes/s)")
-    print("| MTU | offload | direction | synack MB/s | runs | kernel<->kernel (veth) MB/s |")
-    print("|---:|---|---|---:|---|---:|")
-    for mtu, off, label, mbps, runs, ref in rows:
-        print(f"| {mtu} | {off} | {label} | {mbps:.1f} | {runs} | {ref:.0f} |")
+            if args.write_thread == "both":
+                threads = [False, True]
+            else:
+                threads = [args.write_thread == "on" or (args.write_thread == "offload-off" and not offload)]
+            for thread in threads:
+                rows += _tun_rows(mtu, nbytes, args, offload, thread, veth)
+    print(f"\n{args.mb:g} MB per transfer, median of {args.runs} runs (MB/s = 10^6 bytes/s; "
+          f"per CPU s: this process's user + system CPU time); load average {_loadavg()}")
+    print("| MTU | offload | direction | write thread | synack MB/s | runs | MB per CPU s | "
+          "kernel<->kernel (veth) MB/s |")
+    print("|---:|---|---|---|---:|---|---:|---:|")
+    for r in rows:
+        label = "kernel -> synack" if r["direction"] == "recv" else "synack -> kernel"
+        runs = ", ".join(f"{x:.0f}" for x in r["runs"])
+        ref = f"{r['veth']:.0f}" if r["veth"] is not None else "-"
+        thread = "yes" if r["write_thread"] else "no"
+        off = "on" if r["offload"] else "off"
+        rate, cpu = f"{r['mbps']:.1f}", f"{r['mb_per_cpu_s']:.0f}"
+        print(f"| {r['mtu']} | {off} | {label} | {thread} | {rate} | {runs} | {cpu} | {ref} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"mb": args.mb, "runs": args.runs, "loadavg": _loadavg(), "rows": rows}, f, indent=1)
+
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 if __name__ == "__main__":

@@ -193,12 +193,14 @@ def test_a_waiting_thread_lets_the_lock_go_whatever_its_depth() -> None:
         assert time.monotonic() - t0 < 1.0
 
 
-def test_deleted_device_fails_every_waiting_thread_with_enodev_within_a_second() -> None:
+@pytest.mark.parametrize("write_thread", [False, True], ids=["", "write-thread"])
+def test_deleted_device_fails_every_waiting_thread_with_enodev_within_a_second(write_thread: bool) -> None:
     """``ip link del`` under threads asleep in wait_until (one driving in poll, two following):
     the driver's poll sees POLLERR, its read EBADFD; the stack closes with an error that says
-    what happened, and every thread gets it (ENODEV) at once — no spin, no thread left asleep."""
+    what happened, and every thread gets it (ENODEV) at once — no spin, no thread left asleep
+    (the stack's writer thread, with ``write_thread``, included)."""
     with namespace() as ns:
-        stack = TunStack(netns=ns, ifname="synack5")
+        stack = TunStack(netns=ns, ifname="synack5", write_thread=write_thread)
         results: list[BaseException | bool] = []
 
         def wait() -> None:
@@ -222,3 +224,5 @@ def test_deleted_device_fails_every_waiting_thread_with_enodev_within_a_second()
         assert "the TUN device synack5 disappeared" in str(results[0])
         assert stack.closed and stack.error is not None
         assert took < 1.0 and cpu < 0.5
+        if write_thread:
+            assert stack._writer is not None and not stack._writer.thread.is_alive()

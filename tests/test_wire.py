@@ -43,6 +43,7 @@ from synack.core.wire import (
     UnknownOption,
     WindowScale,
     WireError,
+    build_headers_partial,
     build_ip_packet,
     build_packet,
     build_segment,
@@ -1347,3 +1348,36 @@ def test_acceptability_matches_table_6_written_with_plain_integers(rcv_nxt: int,
     else:
         want = rcv_wnd > 0 and (inside(first) or inside(last))
     assert segment_acceptable(seq, seg_len, rcv_nxt, rcv_wnd) is want
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers for a device that completes the TCP checksum (checksum offload)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("src,dst", [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")])
+@pytest.mark.parametrize("n", [0, 1, 1447, 1448, 60_001])
+def test_partial_headers_completed_are_build_packets_headers(src: str, dst: str, n: int) -> None:
+    """What the device does with the partial checksum: add the ones'-complement sum from the TCP
+    header on, store the complement. The result is build_packet's packet, octet for octet."""
+    rng = random.Random(n)
+    payload = rng.randbytes(n)
+    for seg in (Segment(1234, 80, 7, 9, ACK | PSH, 501, (Nop(), Nop(), Timestamps(5, 6)), payload),
+                Segment(1, 2, 0xFFFFFFFF, None, SYN, 0, (Mss(1460),), payload, urg=3)):
+        hdr = build_headers_partial(src, dst, seg, n, ttl=33, tos=8)
+        want = build_packet(src, dst, seg, ttl=33, tos=8)
+        assert len(hdr) + n == len(want)
+        ihl = 20 if ":" not in src else 40
+        at = ihl + 16
+        partial = int.from_bytes(hdr[at:at + 2], "big")
+        rest = hdr[ihl:at] + b"\0\0" + hdr[at + 2:] + payload
+        r = (partial + int.from_bytes(rest + b"\0" * (len(rest) & 1), "big")) % 0xFFFF
+        csum = 0xFFFF - r if r else 0  # the sum is never zero: the header is not
+        assert hdr[:at] + csum.to_bytes(2, "big") + hdr[at + 2:] + payload == want
+
+
+def test_partial_headers_refuse_what_no_ip_length_field_holds() -> None:
+    seg = Segment(1, 2, 3, 4, ACK, 5)
+    with pytest.raises(ValueError, match="too large"):
+        build_headers_partial("10.0.0.1", "10.0.0.2", seg, 65535 - 40 + 1)
+    assert len(build_headers_partial("10.0.0.1", "10.0.0.2", seg, 65535 - 40)) == 40

@@ -102,13 +102,12 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import Any, Final, Protocol, TypeVar, cast
 
 from synack.core.connection import Config
 from synack.core.host import Host, HostTracer
 from synack.core.records import State
-from synack.core.wire import Segment, build_packet, internet_checksum
+from synack.core.wire import Segment, build_headers_partial, build_packet, encode_options, internet_checksum
 from synack.pcap import PcapWriter
 
 __all__ = [
@@ -148,6 +147,8 @@ _GSO_TCPV4: Final = 1
 _GSO_TCPV6: Final = 4
 _ACK_FLAG: Final = 0x10
 _PSH_ACK: Final = 0x18
+_PSH: Final = 0x08
+_FIN: Final = 0x01
 # The most payload a TSO segment may carry: the IPv4 total length (65535) less a 20-octet IP
 # header and the longest TCP header (60).
 _TSO_MAX: Final = 65535 - 20 - 60
@@ -469,9 +470,102 @@ def _tso_frame(src: str, dst: str, seg: Segment, ttl: int, tos: int, gso_size: i
     """One GSO frame for a segment the core made larger than the MSS (TSO: ``Host.tso_max``),
     for the kernel to take as ``gso_size`` pieces. Only the headers are built here: the payload
     is never summed in Python."""
-    hdr = bytearray(build_packet(src, dst, replace(seg, payload=b""), ttl=ttl, tos=tos))
+    hdr = build_headers_partial(src, dst, seg, len(seg.payload), ttl=ttl, tos=tos)
     ihl = 20 if hdr[0] >> 4 == 4 else 40
-    return b"".join((_gso_header(hdr, ihl, len(hdr) - ihl, len(seg.payload), gso_size), seg.payload))
+    gso = _GSO_TCPV4 if ihl == 20 else _GSO_TCPV6
+    return b"".join((_VNET_HDR.pack(_NEEDS_CSUM, gso, len(hdr), gso_size, ihl, 16), hdr, seg.payload))
+
+
+def _tso_packets(src: str, dst: str, seg: Segment, ttl: int, tos: int, mss: int) -> list[bytes]:
+    """Software segmentation, for a device without offloads: the IP packets of the ``mss``
+    pieces a TSO segment stands for, as :func:`~synack.core.wire.build_packet` makes them for the
+    per-MSS segments the connection sends without TSO (every header field copied, the sequence
+    number advanced, PSH and FIN on the last piece only, as Linux's GSO cuts them;
+    tests/test_tun_offload.py). The full pieces share one header: only the sequence number and
+    the TCP checksum change — the header's sum is taken once, and each piece's checksum adds
+    the sequence number and the sum of its payload (still one pass over every octet: MUST-2)."""
+    payload = seg.payload
+    n = len(payload)
+    flags = seg.flags & ~(_PSH | _FIN)
+    tail = n - ((n - 1) // mss) * mss  # the last piece: 1..mss octets
+    out: list[bytes] = []
+    if n > tail:
+        zero = Segment(seg.src_port, seg.dst_port, 0, seg.ack, flags, seg.window, seg.options, b"", seg.urg)
+        hdr = build_headers_partial(src, dst, zero, mss, ttl=ttl, tos=tos)
+        at = 20 if hdr[0] >> 4 == 4 else 40
+        # The partial field holds the pseudo-header's sum; with it, the header's own words (its
+        # sequence number zero) — every piece adds its sequence number and payload to this.
+        base = int.from_bytes(hdr[at:], "big")
+        head, mid, rest = hdr[:at + 4], hdr[at + 8:at + 16], hdr[at + 18:]
+        pad = 8 if mss & 1 else 0  # an odd piece is summed as if a zero octet followed it
+        seq0 = seg.seq
+        join = b"".join
+        view = memoryview(payload)
+        for off in range(0, n - tail, mss):
+            piece = view[off:off + mss]
+            seq = (seq0 + off) & 0xFFFFFFFF
+            r = (base + seq + (int.from_bytes(piece, "big") << pad)) % 0xFFFF
+            out.append(join((head, seq.to_bytes(4, "big"), mid, (0xFFFF - r if r else 0).to_bytes(2, "big"),
+                             rest, piece)))
+    seq = (seg.seq + n - tail) & 0xFFFFFFFF
+    last = Segment(seg.src_port, seg.dst_port, seq, seg.ack, seg.flags, seg.window, seg.options,
+                   payload[n - tail:], seg.urg)
+    out.append(build_packet(src, dst, last, ttl=ttl, tos=tos))
+    return out
+
+
+def _partial_frame(src: str, dst: str, seg: Segment, ttl: int, tos: int) -> bytes:
+    """The frame of one segment with its TCP checksum left to the kernel (NEEDS_CSUM, checksum
+    offload): :func:`~synack.core.wire.build_packet`'s packet but for that field, which the
+    kernel completes — or, delivering the packet locally, never needs to. No payload octet is
+    summed in Python, and the payload is copied once."""
+    hdr = build_headers_partial(src, dst, seg, len(seg.payload), ttl=ttl, tos=tos)
+    ihl = 20 if hdr[0] >> 4 == 4 else 40
+    return b"".join((_VNET_HDR.pack(_NEEDS_CSUM, 0, len(hdr), 0, ihl, 16), hdr, seg.payload))
+
+
+def _conn_frames(src: str, dst: str, segs: list[Segment], ttl: int, tos: int, mss: int) -> list[bytes]:
+    """The frames for one connection's segments, in order, every TCP checksum left to the
+    kernel: a TSO segment (larger than ``mss``) is one GSO frame of ``mss`` pieces; a run of
+    consecutive data segments of one size, the last possibly shorter or with PSH (what
+    :func:`_to_vnet` coalesces from the packets), one GSO frame of that size; any other
+    segment one frame of its own (:func:`_partial_frame`). The frames are :func:`_to_vnet`'s
+    of the built packets but for the checksums the kernel completes (tests/test_tun_offload.py)."""
+    out: list[bytes] = []
+    n = len(segs)
+    i = 0
+    while i < n:
+        s = segs[i]
+        size = len(s.payload)
+        if size > mss:
+            out.append(_tso_frame(src, dst, s, ttl, tos, mss))
+            i += 1
+            continue
+        j = i + 1
+        if s.flags == _ACK_FLAG and size:
+            limit = 65535 - (20 if ":" not in src else 40) - 20 - len(encode_options(s.options))
+            seq = (s.seq + size) & 0xFFFFFFFF
+            total = size
+            while j < n and total + size <= limit:
+                q = segs[j]
+                qsize = len(q.payload)
+                if not 0 < qsize <= size or (q.flags != _ACK_FLAG and q.flags != _PSH_ACK) or q.seq != seq \
+                        or q.ack != s.ack or q.window != s.window or q.options != s.options or q.urg != s.urg:
+                    break
+                total += qsize
+                seq = (seq + qsize) & 0xFFFFFFFF
+                j += 1
+                if qsize < size or q.flags != _ACK_FLAG:
+                    break  # a short segment or a PSH ends the run
+        if j - i == 1:
+            out.append(_partial_frame(src, dst, s, ttl, tos))
+        else:
+            last = segs[j - 1]
+            run = Segment(s.src_port, s.dst_port, s.seq, s.ack, last.flags, s.window, s.options,
+                          b"".join([q.payload for q in segs[i:j]]), s.urg)
+            out.append(_tso_frame(src, dst, run, ttl, tos, size))
+        i = j
+    return out
 
 
 def _gso_header(hdr: bytearray, ihl: int, thl: int, paylen: int, gso_size: int) -> bytes:
@@ -498,7 +592,9 @@ def _gso_header(hdr: bytearray, ihl: int, thl: int, paylen: int, gso_size: int) 
 
 def _to_vnet(packets: list[bytes]) -> list[bytes]:
     """Frames for a device with IFF_VNET_HDR: runs of full-sized data segments of one flow
-    become one GSO frame; everything else is sent as it is behind an empty header."""
+    become one GSO frame; everything else is sent as it is behind an empty header. (The
+    driver's frames for the host's own packets, and the reference :func:`_conn_frames` is
+    tested against.)"""
     out: list[bytes] = []
     n = len(packets)
     i = 0
@@ -564,6 +660,62 @@ class _Waiter:
     def __init__(self, predicate: Callable[[], bool]) -> None:
         self.predicate = predicate
         self.event = threading.Event()
+
+
+class _Writer:
+    """A thread that writes the driver's frames to the device (``TunStack(write_thread=True)``).
+
+    Linux runs its whole receive path for a packet written to a TUN device — IP, TCP, waking
+    the socket's reader — inside that ``write``: without offloads, about as much CPU as
+    synack spends making the packet. In a thread of its own (``os.write`` lets the GIL go) it
+    runs on another core while the stack's thread goes on. Frames leave in the order they were
+    queued; a full device queue (EAGAIN) is waited out in ``poll`` here, not in the stack's
+    loop. Nothing here touches the host: the thread takes no lock but the GIL."""
+
+    def __init__(self, fd: int, wake: int, name: str) -> None:
+        self.fd = fd
+        self.wake = wake  # the stack's eventfd: a deleted device wakes its loop
+        self.queue: deque[bytes] = deque()
+        self.event = threading.Event()
+        self.stopping = False
+        self.gone = False
+        self.errors: Counter[str] = Counter()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def put(self, frames: list[bytes]) -> None:
+        self.queue.extend(frames)
+        self.event.set()
+
+    def _run(self) -> None:
+        queue, write, fd = self.queue, os.write, self.fd
+        out = select.poll()
+        out.register(fd, select.POLLOUT)
+        while not self.stopping:
+            self.event.wait()
+            self.event.clear()
+            while queue and not self.stopping:
+                try:
+                    write(fd, queue[0])
+                except BlockingIOError:
+                    out.poll(100)  # the device's queue is full: wait until it drains
+                    continue
+                except OSError as exc:
+                    if exc.errno in _DEVICE_GONE:
+                        self.gone = True
+                        queue.clear()
+                        with contextlib.suppress(OSError):
+                            os.eventfd_write(self.wake, 1)
+                        return
+                    # EIO: the link is down — the frame is lost, as on a wire.
+                    self.errors[f"tun_write_{errno.errorcode.get(exc.errno or 0, 'error')}"] += 1
+                queue.popleft()
+
+    def stop(self) -> None:
+        """Stop after the frame being written (the rest are dropped, as the device is closing)."""
+        self.stopping = True
+        self.event.set()
+        self.thread.join(5)
 
 
 def device_owners(name: str) -> list[tuple[int, str]]:
@@ -654,9 +806,25 @@ class TunStack:
     GSO packet with ``gso_size`` = the connection's send MSS — the per-MSS segments it stands for
     are the ones the core sends without TSO (PSH only on the last, one timestamp for all), and
     the pcap shows the large segment, as tcpdump does on a TSO NIC. The MSS both ends announce
-    is unchanged; only the number of segments and packets crossing the device is not. Off by
-    default so that every segment is seen as it is on a wire (and in the pcap).
-    ``stats()["tso_segments_out"]`` counts the TSO segments.
+    is unchanged; only the number of segments and packets crossing the device is not. Every TCP
+    checksum we send is then left for the kernel to complete (``NEEDS_CSUM``, as a NIC's
+    checksum offload; the kernel never needs to for local delivery): no payload is summed in
+    Python on the send path. Off by default so that every packet crosses the device as it
+    would cross a wire (and the pcap shows it so).
+
+    Without offloads the core makes TSO segments all the same (unless the host has a tracer,
+    which then sees exactly the segments on the wire) and the driver cuts them into the
+    per-MSS packets they stand for (software segmentation, :func:`_tso_packets`, byte for byte
+    the packets the connection sends without TSO): one header is summed per segment instead of
+    one per packet, and the core's per-segment work is done once per 64 KB.
+    ``stats()["tso_segments_out"]`` counts the TSO segments, either way.
+
+    ``write_thread=True`` hands every frame to a thread of the stack's own that writes it to
+    the device (:class:`_Writer`): Linux runs its receive path for our packet (IP, TCP, waking
+    the reader) inside that write, so in a thread it overlaps the stack's own work on another
+    core. It pays where writes are many and small — without offloads sending went from ≈ 74 to
+    ≈ 108 MB/s on the 2-core machine — and not with offloads, where the few large writes gain
+    less than handing them over costs (``bench/README.md``). Off by default.
 
     Threads (see the module documentation): every method may be called from any thread;
     :attr:`lock`, a ``threading.RLock`` that a waiting thread lets go whatever its depth,
@@ -677,15 +845,16 @@ class TunStack:
                  ifname: str = "synack0", netns: str | None = None, mtu: int = 1500,
                  config: Config | None = None, name: str = "synack", pcap: str | PcapWriter | None = None,
                  host: Host | None = None, tracer: HostTracer | None = None, offload: bool = False,
-                 background: bool = False) -> None:
+                 background: bool = False, write_thread: bool = False) -> None:
         self.device = TunDevice(ifname, netns=netns, kernel_addresses=kernel_addresses, mtu=mtu,
                                 offload=offload)
         self.offload = offload
         try:
             self.host = host if host is not None else Host(addresses, name=name, config=config,
                                                            isn_key=os.urandom(32), mtu=mtu, tracer=tracer)
-            # TSO in the core: with offload the kernel segments what we write (_output).
-            self.host.tso_max = _TSO_MAX if offload else 0
+            # TSO in the core: with offload the kernel segments what we write, without it the
+            # driver does (_output) — unless a tracer watches the segments the core sends.
+            self.host.tso_max = _TSO_MAX if offload or self.host.tracer is None else 0
             self._own_pcap = isinstance(pcap, str)
             self.pcap: PcapWriter | None = PcapWriter(pcap) if isinstance(pcap, str) else pcap
         except BaseException:
@@ -709,6 +878,7 @@ class TunStack:
         self._asleep_until = _NEVER  # when the driver, asleep in poll, wakes by itself
         self._on_close: list[Callable[[TunError | None], None]] = []
         self._thread: threading.Thread | None = None
+        self._writer = _Writer(self.fd, self._wake, f"synack-{ifname}-write") if write_thread else None
         if background:
             self._thread = threading.Thread(target=self._background, name=f"synack-{ifname}", daemon=True)
             self._thread.start()
@@ -934,6 +1104,10 @@ class TunStack:
         ignored = 0
         icmp = 0
         pkt: bytes | memoryview
+        # TCP packets go to the host together (Host.receive_many: a run of one connection's
+        # in-order segments is taken in at once), in order with the ICMP errors between them.
+        batch: list[bytes | memoryview] = []
+        trust: list[bool] = []
         while n < self.READ_BATCH:
             try:
                 pkt = read(fd, size)
@@ -943,6 +1117,9 @@ class TunStack:
                 if exc.errno == errno.EINTR:
                     continue
                 if exc.errno in _DEVICE_GONE:
+                    if batch:
+                        host.receive_many(batch, now, checksum_verified=trust)
+                        batch = []
                     self._gone()
                     break
                 self.counters["tun_read_errors"] += 1
@@ -959,11 +1136,19 @@ class TunStack:
             elif pcap is not None:
                 pcap.write(pkt, time.time())
             kind = _to_host(pkt)
-            if kind:
-                icmp += kind == 2
+            if kind == 1:
+                batch.append(pkt)
+                trust.append(trusted)
+            elif kind == 2:
+                icmp += 1
+                if batch:
+                    host.receive_many(batch, now, checksum_verified=trust)
+                    batch, trust = [], []
                 host.receive(pkt, now, checksum_verified=trusted)
             else:
                 ignored += 1
+        if batch:
+            host.receive_many(batch, now, checksum_verified=trust)
         if n:
             self.counters["packets_in"] += n
             if ignored:
@@ -979,7 +1164,19 @@ class TunStack:
         host = self.host
         pcap = self.pcap
         if not self.offload:
-            packets = host.packets_to_send(now)
+            # Host.packets_to_send, but a TSO segment is cut into its MSS packets here.
+            packets, batches = host.segments_to_send(now)
+            tso = 0
+            for conn, segs in batches:
+                la, ra, ttl, tos, mss = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos, conn.snd_mss
+                for seg in segs:
+                    if len(seg.payload) > mss:
+                        packets += _tso_packets(la, ra, seg, ttl, tos, mss)
+                        tso += 1
+                    else:
+                        packets.append(build_packet(la, ra, seg, ttl=ttl, tos=tos))
+            if tso:
+                self.counters["tso_segments_out"] += tso
             if packets:
                 if pcap is not None:
                     ts = time.time()
@@ -992,28 +1189,20 @@ class TunStack:
         if pcap is not None:
             for pkt in plain:
                 pcap.write(pkt, ts)
-        frames: list[bytes] = []
+        # The host's own packets (RSTs for no connection) carry their checksums; a connection's
+        # leave with the TCP checksum for the kernel to complete (checksum offload).
+        frames = _to_vnet(plain) if plain else []
         n = len(plain)
         tso = 0
         for conn, segs in batches:
             la, ra, ttl, tos, mss = conn.local_addr, conn.remote_addr, conn.ttl, conn.tos, conn.snd_mss
+            n += len(segs)
             for seg in segs:
-                n += 1
                 if len(seg.payload) > mss:
-                    if plain:
-                        frames.extend(_to_vnet(plain))
-                        plain = []
-                    frames.append(_tso_frame(la, ra, seg, ttl, tos, mss))
                     tso += 1
-                    if pcap is not None:
-                        pcap.write(build_packet(la, ra, seg, ttl=ttl, tos=tos), ts)
-                    continue
-                pkt = build_packet(la, ra, seg, ttl=ttl, tos=tos)
-                plain.append(pkt)
                 if pcap is not None:
-                    pcap.write(pkt, ts)
-        if plain:
-            frames.extend(_to_vnet(plain))
+                    pcap.write(build_packet(la, ra, seg, ttl=ttl, tos=tos), ts)
+            frames += _conn_frames(la, ra, segs, ttl, tos, mss)
         if n:
             self.counters["packets_out"] += n
             if tso:
@@ -1021,6 +1210,14 @@ class TunStack:
         return frames
 
     def _write(self, packets: list[bytes]) -> None:
+        writer = self._writer
+        if writer is not None:
+            if writer.gone:
+                self._gone()
+            elif packets:
+                writer.put(packets)
+                self.counters["device_writes"] += len(packets)
+            return
         pending = self._pending
         if pending:
             pending.extend(packets)
@@ -1071,6 +1268,8 @@ class TunStack:
                 w.event.set()
             with contextlib.suppress(KeyError, ValueError):
                 self._poll.unregister(self.fd)
+            if self._writer is not None:
+                self._writer.stop()  # before its descriptor is closed (and perhaps reused)
             os.close(self._wake)
             self.device.close()
             if self.pcap is not None and self._own_pcap:
@@ -1089,6 +1288,9 @@ class TunStack:
 
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)
+        if self._writer is not None:
+            for k, v in self._writer.errors.items():
+                out[k] = out.get(k, 0) + v
         out.update({f"host_{k}": v for k, v in self.host.stats().items()})
         return out
 

@@ -18,7 +18,7 @@ import hashlib
 import heapq
 import ipaddress
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Final
 
 from synack.core._mypyc import mypyc_attr
@@ -36,6 +36,7 @@ from synack.core.records import (
     ResetRecord,
     State,
 )
+from synack.core.runs import continues, only_text_left, starts_run, take_text
 from synack.core.tcb import wscale_for
 from synack.core.wire import (
     ACK,
@@ -547,6 +548,68 @@ class Host:
             self._drop(reason, str(exc))
             return
         self._arrive(pkt.src, pkt.dst, pkt.seg, now)
+
+    def receive_many(self, packets: Sequence[bytes | memoryview], now: float, *,
+                     checksum_verified: Sequence[bool] | None = None) -> None:
+        """Packets that arrived together (a driver's batch), in order: the same as :meth:`receive`
+        of each in turn (``checksum_verified[i]`` for ``packets[i]``). Consecutive segments of
+        one connection that continue each other are a *run* (:mod:`synack.core.runs`): the
+        first goes the whole way, and the others, where the TCB is then ready for nothing but
+        their text, have only that taken in — equal to one at a time (tests/test_runs.py)."""
+        self.now = now
+        counters = self.counters
+        pending: list[tuple[str, str, Segment]] = []
+        for i, packet in enumerate(packets):
+            verified = checksum_verified is not None and checksum_verified[i]
+            try:
+                pkt = parse_packet(packet, verify=not verified)
+            except WireError:
+                self._arrive_batch(pending, now)
+                pending = []
+                self.receive(packet, now, checksum_verified=verified)  # counted and dropped there
+                continue
+            counters["packets_in"] += 1
+            if verified:
+                counters["checksum_trusted"] += 1
+            pending.append((pkt.src, pkt.dst, pkt.seg))
+        self._arrive_batch(pending, now)
+
+    def _arrive_batch(self, pending: list[tuple[str, str, Segment]], now: float) -> None:
+        """:meth:`_arrive` of each parsed segment in turn, runs by :meth:`_arrive_run`."""
+        n = len(pending)
+        i = 0
+        while i < n:
+            src, dst, seg = pending[i]
+            j = i + 1
+            if starts_run(seg):
+                while j < n:
+                    s2, d2, nxt = pending[j]
+                    if s2 != src or d2 != dst or nxt.src_port != seg.src_port \
+                            or nxt.dst_port != seg.dst_port or not continues(pending[j - 1][2], nxt, seg):
+                        break
+                    j += 1
+            if j - i == 1:
+                self._arrive(src, dst, seg, now)
+            else:
+                self._arrive_run(src, dst, [p[2] for p in pending[i:j]], now)
+            i = j
+
+    def _arrive_run(self, src: str, dst: str, segs: list[Segment], now: float) -> None:
+        """A run: the first segment by :meth:`_arrive`, the rest by their text alone where
+        :func:`~synack.core.runs.only_text_left` says that is all they would do; else each
+        by :meth:`_arrive`."""
+        first = segs[0]
+        self._arrive(src, dst, first, now)
+        rest = segs[1:]
+        conn = self.conns.get((dst, first.dst_port, src, first.src_port))
+        if conn is not None and not conn.config.keepalive and dst in self._addrset \
+                and not self._peer(src)[2] and only_text_left(conn, first, rest):
+            self.counters["segments_in"] += len(rest)
+            take_text(conn, rest, now)
+            self._after(conn)
+            return
+        for seg in rest:
+            self._arrive(src, dst, seg, now)
 
     def _icmp(self, packet: bytes | memoryview, now: float, checksum_verified: bool) -> None:
         """An ICMP or ICMPv6 packet: an error quoting a segment of one of our connections goes to

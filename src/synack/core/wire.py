@@ -54,6 +54,7 @@ __all__ = [
     "WindowScale",
     "WireError",
     "address_text",
+    "build_headers_partial",
     "build_icmp_error",
     "build_ip_packet",
     "build_packet",
@@ -733,6 +734,33 @@ def build_packet(
         ip_hdr = b"".join((hdr[:10], _H.pack(_fold(int.from_bytes(hdr, "big"))), hdr[12:]))
     csum = _fold(int.from_bytes(pseudo, "big") + int.from_bytes(tcp_hdr, "big") + _be(payload))
     return b"".join((ip_hdr, tcp_hdr[:16], _H.pack(csum), tcp_hdr[18:], payload))
+
+
+def build_headers_partial(src: str, dst: str, seg: Segment, paylen: int, *, ttl: int = 64,
+                          tos: int = 0) -> bytes:
+    """The IP and TCP headers of the packet that carries ``seg`` with ``paylen`` octets of
+    payload (``seg.payload`` itself is not read), for a device that completes the TCP checksum
+    (checksum offload: virtio's ``NEEDS_CSUM``, Linux's ``CHECKSUM_PARTIAL``). Everything is as
+    :func:`build_packet` makes it — lengths for ``paylen`` octets, the IPv4 header checksum —
+    but the TCP checksum field, which holds the *partial* sum: the pseudo-header's sum folded
+    to 16 bits, not complemented. The device adds the ones'-complement sum of the header and
+    payload to it and stores the complement, which gives :func:`build_packet`'s checksum; so no
+    payload octet is summed here."""
+    tcp_hdr = _tcp_header(seg)
+    tcp_len = len(tcp_hdr) + paylen
+    v6 = ":" in src
+    if tcp_len + (0 if v6 else 20) > 0xFFFF:
+        raise ValueError(f"packet too large: a {tcp_len}-byte TCP segment does not fit the IP length field")
+    s = pack_address(src)
+    d = pack_address(dst)
+    pseudo = int.from_bytes(s, "big") + int.from_bytes(d, "big") + tcp_len + 6
+    if v6:
+        ip_hdr = _IP6.pack((6 << 28) | ((tos & 0xFF) << 20), tcp_len, 6, ttl, s, d)
+    else:
+        hdr = _IP4.pack(0x45, tos, 20 + tcp_len, 0, 0x4000, ttl, 6, 0, s, d)
+        ip_hdr = b"".join((hdr[:10], _H.pack(_fold(int.from_bytes(hdr, "big"))), hdr[12:]))
+    r = pseudo % 0xFFFF
+    return b"".join((ip_hdr, tcp_hdr[:16], _H.pack(r if r else 0xFFFF), tcp_hdr[18:]))
 
 
 def build_ip_packet(pkt: IPPacket) -> bytes:
