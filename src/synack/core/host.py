@@ -604,7 +604,10 @@ class Host:
         conn = self.conns.get((dst, first.dst_port, src, first.src_port))
         if conn is not None and not conn.config.keepalive and dst in self._addrset \
                 and not self._peer(src)[2] and only_text_left(conn, first, rest):
-            self.counters["segments_in"] += len(rest)
+            counters = self.counters
+            counters["segments_in"] += len(rest)
+            counters["runs"] += 1  # runs taken by their text: how often the shortcut applied
+            counters["run_segments"] += len(rest)
             take_text(conn, rest, now)
             self._after(conn)
             return
