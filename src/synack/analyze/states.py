@@ -291,7 +291,10 @@ class StateTracker:
     # -- receipts ----------------------------------------------------------------------------
 
     def _moves(self, side: int, seg: Seg) -> bool:
-        """Whether ``seg`` could move the state of ``side`` when it arrives there."""
+        """Whether ``seg`` could move the state of ``side`` when it arrives there. A segment
+        without SYN, FIN or RST moves only an end waiting for the ACK of its SYN, or one whose
+        ACK covers the end's FIN (§3.10.7.4, fifth step): below that (an ACK of data while the
+        FIN is in flight) it moves nothing, whenever it arrives — it is not kept."""
         if seg.flags & (SYN | FIN | RST):
             return True
         e = self.ends[side]
@@ -299,7 +302,8 @@ class StateTracker:
             return False
         if e.confirmed in (S.SYN_RECEIVED, S.SYN_SENT):
             return True
-        return e.fin_seq is not None and not e.fin_acked
+        fin = e.fin_seq
+        return fin is not None and not e.fin_acked and seq_ge(seg.ack, seq_add(fin, 1))
 
     def _receive(self, side: int, e: _End, seg: Seg) -> None:
         if not self._moves(side, seg):
