@@ -687,18 +687,18 @@ class Conn:
 
     def refresh_quiet(self, sampled: bool) -> None:
         """Which plain segments (ACK, no SYN/FIN/RST) can change nothing but counters and
-        sequence numbers when they are in order with nothing to flag: none while the inference
-        needs segments, a zero window, a retransmission chain or unanswered segments are being
-        followed, both FINs have been sent, or packets are kept; then, per side and kind (data,
-        ACK), once Zeek's letter is written and (``sampled``) its checksums are no longer
-        sampled. Set by the engine after every segment that takes the general path."""
+        sequence numbers (and, while it is busy, the inference, which the fast path feeds too)
+        when they are in order with nothing to flag: none while a zero window, a retransmission
+        chain or unanswered segments are being followed, both FINs have been sent, or packets
+        are kept; then, per side and kind (data, ACK), once Zeek's letter is written and
+        (``sampled``) its checksums are no longer sampled. Set by the engine after every
+        segment that takes the general path."""
         a, b = self.sides
         if (
             self.older is not None
             or self.ladder is not None
             or self.closed_at is not None
             or self.packets <= 4
-            or self.tracker.busy
             or (a.fin and b.fin)
             or self.zero_since[0] is not None
             or self.zero_since[1] is not None

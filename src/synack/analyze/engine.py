@@ -283,6 +283,7 @@ class Engine:
                     if w > fwd.win_max:
                         fwd.win_max = w
                     if plen:
+                        fwd.contig_before = seq
                         fwd.contig = fwd.nextseq = end
                         fwd.nextseq_t = ts
                         mx = fwd.maxseqtobeacked
@@ -300,6 +301,7 @@ class Engine:
                             timed.append((end, ts, False))
                         conn.zeek.max_end[side] = end
                     else:
+                        fwd.contig_before = fwd.contig
                         if fwd.maxseqtobeacked is None:
                             fwd.maxseqtobeacked = seq
                         fwd.pure_acks += 1
@@ -308,6 +310,8 @@ class Engine:
                         conn.rtt_sample(rev, ts, ack)
                     if q & QUIET_RTT:
                         conn.handshake_rtt(fwd, rev, ts)
+                    if conn.tracker.busy:  # it may move a state (an arrival awaits proof)
+                        conn.infer(side, ts, frame, seq, ack, flags, plen)
                     if on_packet is not None:
                         on_packet(frame, conn.id, 0)
                     if linktype not in _PLAIN_LINKS:

@@ -191,6 +191,11 @@ class StateTracker:
         """Segment ``seg`` sent by ``side`` (and, perhaps, received by the other)."""
         self.advance(seg.t)
         x, y = self.ends[side], self.ends[1 - side]
+        if self._no_news(side, x, y, seg):
+            x.last_sent = seg
+            if seg.ack is not None:
+                x.last_ack_sent = seg.ack
+            return
         if not self._refused(side, x, seg):
             self._hidden_fin(side, x, seg)
             self._confirm(side, x, seg)
@@ -204,6 +209,41 @@ class StateTracker:
         self._retent(side)
         self._retent(1 - side)
         self.busy = self._busy()
+
+    def _no_news(self, side: int, x: _End, y: _End, seg: Seg) -> bool:
+        """Whether ``seg`` (from ``x`` to ``y``) changes nothing but what ``x`` was last seen to
+        send — the bulk of a busy phase, e.g. a flight of data while the receiver's move to
+        ESTABLISHED awaits proof. It does when: it has no SYN, FIN or RST; ``x`` has no receipt
+        to prove and is past the handshake (sending it moves nothing, §3.10); it carries data or
+        follows ``x``'s FIN (no FIN to infer from it); ``y`` holds no FIN or RST receipt (their
+        replay reads what ``x`` sent); and its arrival at ``y`` is no news: it cannot move ``y``,
+        or, with the capture elsewhere, it is new and the receipt before it carried the same
+        acknowledgment (see :meth:`_receive`). Then every step of :meth:`packet` would leave
+        both ends, their guesses and ``busy`` as they are."""
+        if (
+            seg.flags & (SYN | FIN | RST)
+            or x.pending
+            or x.confirmed in (None, S.SYN_SENT, S.SYN_RECEIVED)
+            or (not seg.plen and x.fin_seq is None)
+        ):
+            return False
+        for r in y.pending:
+            if r.flags & (FIN | RST):
+                return False
+        if not self._moves(1 - side, seg):
+            return True
+        if self.local(1 - side):
+            return False
+        before = self.sides[side].contig_before if self.sides else None
+        if seg.occupies and before is not None and seq_ge(before, seg.end):
+            return False  # a copy of what was sent before: _receive decides
+        last = y.pending[-1] if y.pending else None
+        return (
+            last is not None
+            and not last.flags & (SYN | FIN | RST)
+            and last.ack == seg.ack
+            and (last.occupies or not seg.occupies)
+        )
 
     def advance(self, now: float) -> None:
         """Let time run to ``now``: TIME-WAIT ends 2×MSL after it began."""
