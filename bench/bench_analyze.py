@@ -9,7 +9,7 @@ second (best of ``--repeat``), the peak memory (maximum resident set) of each as
 process, and a check that both found the same conversations with the same frames and bytes each
 way — the per-connection result tshark's table gives.
 
-    python bench/bench_analyze.py [--packets 1000000] [--repeat 3] [--keep FILE]
+    python bench/bench_analyze.py [--packets 1000000] [--repeat 3] [--keep FILE] [--baseline SRC]
 """
 
 from __future__ import annotations
@@ -143,23 +143,25 @@ def make_capture(path: str, packets: int, seed: int = 1) -> int:
     return written
 
 
-def _timed(argv: list[str]) -> tuple[float, str, int]:
-    """Run a command; its wall time, standard output and peak RSS (KiB)."""
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str, int]:
+    """Run a command; its wall time, CPU time (user + system), standard output and peak RSS
+    (KiB)."""
     code = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
         "dt = time.perf_counter() - t; "
         "sys.stderr.write(p.stderr); sys.stdout.write(p.stdout); "
-        "print('\\n@@', dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print('\\n@@', dt, u.ru_maxrss, p.returncode, u.ru_utime + u.ru_stime)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True, env=env
     ).stdout
     body, _, tail = out.rpartition("@@")
-    dt, rss, rc = tail.split()
+    dt, rss, rc, cpu = tail.split()
     if int(rc) not in (0,):
         raise SystemExit(f"{argv[0]} failed with status {rc}")
-    return float(dt), body, int(rss)
+    return float(dt), float(cpu), body, int(rss)
 
 
 _UNITS = {"bytes": 1, "kB": 1000, "MB": 1000_000, "GB": 1000_000_000}
@@ -209,6 +211,12 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", metavar="FILE", help="write the capture here and keep it")
+    ap.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also time the synack whose package is under SRC (another checkout's src/), in the same "
+        "rounds: before and after a change, side by side with tshark",
+    )
     args = ap.parse_args()
     tshark = shutil.which("tshark")
     work = tempfile.mkdtemp(prefix="bench-analyze-")
@@ -220,26 +228,39 @@ def main() -> None:
         f"made in {time.perf_counter() - t:.1f} s"
     )
     synack = [sys.executable, "-m", "synack", "analyze", path, "--csv"]
-    best_s = best_t = float("inf")
-    rss_s = rss_t = 0
-    csv_text = ""
-    tshark_text = ""
+    best: dict[str, list[float]] = {}  # tool → [best wall, best CPU, peak RSS]
+
+    def timed(name: str, argv: list[str], env: dict[str, str] | None = None) -> str:
+        dt, cpu, text, rss = _timed(argv, env)
+        b = best.setdefault(name, [float("inf"), float("inf"), 0])
+        b[0], b[1], b[2] = min(b[0], dt), min(b[1], cpu), max(b[2], rss)
+        return text
+
+    base_env = dict(os.environ, PYTHONPATH=os.path.abspath(args.baseline)) if args.baseline else None
+    csv_text = tshark_text = ""
     for _ in range(args.repeat):
-        dt, csv_text, rss = _timed(synack)
-        best_s, rss_s = min(best_s, dt), max(rss_s, rss)
+        if base_env is not None:
+            timed("baseline", synack, base_env)
+        csv_text = timed("synack", synack)
         if tshark:
-            dt, tshark_text, rss = _timed([tshark, "-r", path, "-q", "-z", "conv,tcp"])
-            best_t, rss_t = min(best_t, dt), max(rss_t, rss)
-    print(
-        f"synack analyze --csv : {n / best_s:>10,.0f} packets/s  "
-        f"({best_s:.2f} s, peak RSS {rss_s / 1024:.0f} MiB)"
-    )
-    if tshark:
+            tshark_text = timed("tshark", [tshark, "-r", path, "-q", "-z", "conv,tcp"])
+    labels = {
+        "baseline": f"baseline {args.baseline}",
+        "synack": "synack analyze --csv",
+        "tshark": "tshark -z conv,tcp",
+    }
+    for name, (wall, cpu, rss) in best.items():
         print(
-            f"tshark -z conv,tcp   : {n / best_t:>10,.0f} packets/s  "
-            f"({best_t:.2f} s, peak RSS {rss_t / 1024:.0f} MiB)"
+            f"{labels[name]:<21}: {n / wall:>10,.0f} packets/s  ({wall:.2f} s wall, {cpu:.2f} s CPU = "
+            f"{n / cpu:,.0f} packets per CPU second, peak RSS {rss / 1024:.0f} MiB)"
         )
-        print(f"ratio                : {best_t / best_s:.2f}x tshark's packets per second")
+    if tshark:
+        for name in ("baseline", "synack"):
+            if name in best:
+                print(
+                    f"{name + ' ratio':<21}: {best['tshark'][0] / best[name][0]:.2f}x tshark's packets per "
+                    f"second (wall), {best['tshark'][1] / best[name][1]:.2f}x per CPU second"
+                )
         csv_path = os.path.join(work, "synack.csv")
         with open(csv_path, "w", encoding="utf-8") as f:
             f.write(csv_text)

@@ -23,7 +23,7 @@ from synack.analyze.zeek import ZeekConn
 from synack.core.records import Cause
 from synack.core.wire import WireError, parse_options
 
-__all__ = ["Conn", "Side"]
+__all__ = ["QUIET_ACK", "QUIET_DATA", "QUIET_RTT", "Conn", "Side"]
 
 _M: Final = 0xFFFFFFFF
 _H: Final = 0x80000000
@@ -35,7 +35,11 @@ _CONTROL: Final = _SYN | _FIN | _RST
 _RETRANSMITTED: Final = m.RETRANSMISSION | m.FAST_RETRANSMISSION | m.SPURIOUS_RETRANSMISSION
 _TS_ONLY: Final = b"\x01\x01\x08\x0a"
 _MAX_TIMED: Final = 4096  # data segments waiting for their ACK, for RTT samples
+_SAMPLED: Final = 4  # checksums verified per direction in "sample" mode, besides control segments
 _OOO_DEFAULT: Final = 0.003  # Wireshark's out-of-order threshold without a handshake RTT
+QUIET_DATA: Final = (1, 4)
+QUIET_ACK: Final = (2, 8)
+QUIET_RTT: Final = 16
 
 
 def _gt(a: int, b: int) -> bool:
@@ -92,16 +96,13 @@ class Side:
         "seg_max",
         "seg_min",
         "seg_n",
-        "seg_sum",
         "syn",
         "syn_t",
         "syn_window",
         "timed",
         "ts_ok",
-        "unique_bytes",
         "win_max",
         "win_min",
-        "win_n",
         "win_scale",
         "win_sum",
         "window",
@@ -122,14 +123,16 @@ class Side:
         self.dupacks = 0
         self.lastflags = 0
         self.syn_window = True  # the last segment was a SYN: its window is never scaled
-        self.packets = self.frame_bytes = self.payload_bytes = self.unique_bytes = 0
+        # Derived when the figures are read: unique bytes (payload less retransmitted), the sum of
+        # segment sizes (the payload), the windows counted (every packet but a RST).
+        self.packets = self.frame_bytes = self.payload_bytes = 0
         self.retrans_packets = self.retrans_bytes = self.pure_acks = self.sack_packets = 0
         self.dsack_packets = self.ooo_packets = self.zw_probes = self.zero_windows = 0
         self.syn = self.fin = self.rst = 0
         self.mss: int | None = None
         self.ws_option: int | None = None
         self.sack_ok = self.ts_ok = False
-        self.seg_n = self.seg_sum = self.win_n = self.win_sum = 0
+        self.seg_n = self.win_sum = 0
         self.seg_min: int | None = None
         self.seg_max = 0
         self.win_min: int | None = None
@@ -188,11 +191,13 @@ class Side:
         avg = self.rtt_sum / n if n else None
         stdev = math.sqrt(max(self.rtt_sq / n - (avg or 0.0) ** 2, 0.0)) if n else None
         span = (self.last - self.first) if self.first is not None else 0.0
+        unique = self.payload_bytes - self.retrans_bytes
+        win_n = self.packets - self.rst
         return DirectionStats(
             packets=self.packets,
             frame_bytes=self.frame_bytes,
             payload_bytes=self.payload_bytes,
-            unique_bytes=self.unique_bytes,
+            unique_bytes=unique,
             retransmitted_packets=self.retrans_packets,
             retransmitted_bytes=self.retrans_bytes,
             pure_acks=self.pure_acks,
@@ -210,14 +215,14 @@ class Side:
             timestamps=self.ts_ok,
             segment_min=self.seg_min,
             segment_max=self.seg_max if self.seg_n else None,
-            segment_avg=self.seg_sum / self.seg_n if self.seg_n else None,
+            segment_avg=self.payload_bytes / self.seg_n if self.seg_n else None,
             window_min=self.win_min,
-            window_max=self.win_max if self.win_n else None,
-            window_avg=self.win_sum / self.win_n if self.win_n else None,
+            window_max=self.win_max if win_n else None,
+            window_avg=self.win_sum / win_n if win_n else None,
             first=self.first,
             last=self.last if self.first is not None else None,
             idle_max=self.idle_max,
-            throughput=self.unique_bytes / span if span > 0 else 0.0,
+            throughput=unique / span if span > 0 else 0.0,
             rtt_samples=n,
             rtt_min=self.rtt_min if n else None,
             rtt_avg=avg,
@@ -256,6 +261,7 @@ class Conn:
         "payload_seen",
         "points",
         "ports",
+        "quiet",
         "rst_pending",
         "rtt_syn_t",
         "sides",
@@ -319,6 +325,9 @@ class Conn:
         self.longest_chain: list[tuple[int, int, float, float]] = [(0, 0, 0.0, 0.0), (0, 0, 0.0, 0.0)]
         # Unacknowledged octets in each direction when a RST was sent (None: no RST).
         self.rst_pending: tuple[int, int, int, float, int] | None = None
+        # Which plain segments may take the engine's fast path (see Engine._batch): QUIET_DATA[side],
+        # QUIET_ACK[side], and QUIET_RTT while the handshake RTTs are still to be measured.
+        self.quiet = 0
 
     # -- one packet --------------------------------------------------------------------------
 
@@ -596,16 +605,33 @@ class Conn:
     def _acked(self, fwd: Side, rev: Side, t: float, ack: int, side: int) -> None:
         """RTT samples (tcptrace, Karn's rule) and the handshake RTT (Wireshark's initial RTT)."""
         timed = rev.timed
-        sample = None
-        while timed and _ge(ack, timed[0][0]):
-            _end, sent, again = timed.popleft()
-            sample = None if again else t - sent
-        if sample is not None and sample >= 0:  # the RTT of the direction whose data was acknowledged
+        if timed and _ge(ack, timed[0][0]):
+            self.rtt_sample(rev, t, ack)
+        self.handshake_rtt(fwd, rev, t)
+
+    @staticmethod
+    def rtt_sample(rev: Side, t: float, ack: int) -> None:
+        """An ACK at ``t`` covers the oldest data ``rev`` sent that was waiting for it (the caller
+        checked): the RTT of the last segment it covers, unless that one was retransmitted (Karn)."""
+        timed = rev.timed
+        pop = timed.popleft
+        _end, sent, again = pop()
+        while timed and not (ack - timed[0][0]) & _H:
+            _end, sent, again = pop()
+        if again:
+            return
+        sample = t - sent
+        if sample >= 0:  # the RTT of the direction whose data was acknowledged
             rev.rtt_n += 1
             rev.rtt_sum += sample
             rev.rtt_sq += sample * sample
-            rev.rtt_min = min(rev.rtt_min, sample)
-            rev.rtt_max = max(rev.rtt_max, sample)
+            if sample < rev.rtt_min:
+                rev.rtt_min = sample
+            if sample > rev.rtt_max:
+                rev.rtt_max = sample
+
+    def handshake_rtt(self, fwd: Side, rev: Side, t: float) -> None:
+        """The handshake RTT (tcptrace's, and Wireshark's own initial RTT) at a segment with ACK."""
         if (
             self.first_rtt is None
             and self.rtt_syn_t is not None
@@ -633,7 +659,6 @@ class Conn:
             fwd.zero_windows += 1
         if not flags & _RST:
             w = fwd.scaled(win)
-            fwd.win_n += 1
             fwd.win_sum += w
             if fwd.win_min is None or w < fwd.win_min:
                 fwd.win_min = w
@@ -646,7 +671,6 @@ class Conn:
         self.payload_seen = True
         fwd.payload_bytes += plen
         fwd.seg_n += 1
-        fwd.seg_sum += plen
         if fwd.seg_min is None or plen < fwd.seg_min:
             fwd.seg_min = plen
         if plen > fwd.seg_max:
@@ -658,10 +682,45 @@ class Conn:
             for k, (tend, sent, _again) in enumerate(fwd.timed):
                 if _gt(tend, seq):
                     fwd.timed[k] = (tend, sent, True)
-        else:
-            fwd.unique_bytes += plen
-            if len(fwd.timed) < _MAX_TIMED:
-                fwd.timed.append((end, fwd.last, False))
+        elif len(fwd.timed) < _MAX_TIMED:
+            fwd.timed.append((end, fwd.last, False))
+
+    def refresh_quiet(self, sampled: bool) -> None:
+        """Which plain segments (ACK, no SYN/FIN/RST) can change nothing but counters and
+        sequence numbers (and, while it is busy, the inference, which the fast path feeds too)
+        when they are in order with nothing to flag: none while a zero window, a retransmission
+        chain or unanswered segments are being followed, both FINs have been sent, or packets
+        are kept; then, per side and kind (data, ACK), once Zeek's letter is written and
+        (``sampled``) its checksums are no longer sampled. Set by the engine after every
+        segment that takes the general path."""
+        a, b = self.sides
+        if (
+            self.older is not None
+            or self.ladder is not None
+            or self.closed_at is not None
+            or self.packets <= 4
+            or (a.fin and b.fin)
+            or self.zero_since[0] is not None
+            or self.zero_since[1] is not None
+            or self.chain[0][1]
+            or self.chain[1][1]
+            or self.unanswered[0][0]
+            or self.unanswered[1][0]
+        ):
+            self.quiet = 0
+            return
+        q = 0
+        z = self.zeek
+        for side in (0, 1):
+            if sampled and self.sides[side].packets < _SAMPLED:
+                continue
+            if z.settled(side, 1):
+                q |= QUIET_DATA[side]
+            if z.settled(side, 0):
+                q |= QUIET_ACK[side]
+        if q and self.rtt_syn_t is not None and (self.first_rtt is None or not self.ws_rtt):
+            q |= QUIET_RTT
+        self.quiet = q
 
     # -- the state inference -----------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from typing import Final, Protocol
 
 from synack.analyze.model import StateChange, arrow_of
 from synack.core.records import Cause, State
-from synack.core.wire import ACK, FIN, RST, SYN, seq_add, seq_ge, seq_gt, seq_in_window
+from synack.core.wire import ACK, FIN, RST, SYN, seq_add, seq_ge, seq_in_window
 
 __all__ = ["Seg", "StateTracker"]
 
@@ -56,7 +56,8 @@ _MAX_CHANGES: Final = 200  # a pathological connection cycling through states: k
 class Seg:
     """What the inference reads of one segment: capture time and frame number, the control
     bits, the sequence number, the acknowledgment (None without the ACK bit), SEG.LEN and the
-    payload length."""
+    payload length; ``again``: it repeats octets sent before, and whether an earlier copy
+    reached the receiver first is not known."""
 
     t: float
     frame: int
@@ -65,6 +66,7 @@ class Seg:
     ack: int | None
     seg_len: int
     plen: int
+    again: bool = False  # a copy of octets sent before, not known whether an earlier copy arrived
 
     @property
     def end(self) -> int:
@@ -143,6 +145,7 @@ class _End:
 
 
 _MAX_PENDING: Final = 64
+_UNLESS: Final = "unless what was sent to it since had moved it"
 _PROVED_BY_FIN: Final = -1  # the peer's FIN is known to have arrived only from the end's own FIN
 
 
@@ -188,6 +191,11 @@ class StateTracker:
         """Segment ``seg`` sent by ``side`` (and, perhaps, received by the other)."""
         self.advance(seg.t)
         x, y = self.ends[side], self.ends[1 - side]
+        if self._no_news(side, x, y, seg):
+            x.last_sent = seg
+            if seg.ack is not None:
+                x.last_ack_sent = seg.ack
+            return
         if not self._refused(side, x, seg):
             self._hidden_fin(side, x, seg)
             self._confirm(side, x, seg)
@@ -201,6 +209,41 @@ class StateTracker:
         self._retent(side)
         self._retent(1 - side)
         self.busy = self._busy()
+
+    def _no_news(self, side: int, x: _End, y: _End, seg: Seg) -> bool:
+        """Whether ``seg`` (from ``x`` to ``y``) changes nothing but what ``x`` was last seen to
+        send — the bulk of a busy phase, e.g. a flight of data while the receiver's move to
+        ESTABLISHED awaits proof. It does when: it has no SYN, FIN or RST; ``x`` has no receipt
+        to prove and is past the handshake (sending it moves nothing, §3.10); it carries data or
+        follows ``x``'s FIN (no FIN to infer from it); ``y`` holds no FIN or RST receipt (their
+        replay reads what ``x`` sent); and its arrival at ``y`` is no news: it cannot move ``y``,
+        or, with the capture elsewhere, it is new and the receipt before it carried the same
+        acknowledgment (see :meth:`_receive`). Then every step of :meth:`packet` would leave
+        both ends, their guesses and ``busy`` as they are."""
+        if (
+            seg.flags & (SYN | FIN | RST)
+            or x.pending
+            or x.confirmed in (None, S.SYN_SENT, S.SYN_RECEIVED)
+            or (not seg.plen and x.fin_seq is None)
+        ):
+            return False
+        for r in y.pending:
+            if r.flags & (FIN | RST):
+                return False
+        if not self._moves(1 - side, seg):
+            return True
+        if self.local(1 - side):
+            return False
+        before = self.sides[side].contig_before if self.sides else None
+        if seg.occupies and before is not None and seq_ge(before, seg.end):
+            return False  # a copy of what was sent before: _receive decides
+        last = y.pending[-1] if y.pending else None
+        return (
+            last is not None
+            and not last.flags & (SYN | FIN | RST)
+            and last.ack == seg.ack
+            and (last.occupies or not seg.occupies)
+        )
 
     def advance(self, now: float) -> None:
         """Let time run to ``now``: TIME-WAIT ends 2×MSL after it began."""
@@ -288,7 +331,10 @@ class StateTracker:
     # -- receipts ----------------------------------------------------------------------------
 
     def _moves(self, side: int, seg: Seg) -> bool:
-        """Whether ``seg`` could move the state of ``side`` when it arrives there."""
+        """Whether ``seg`` could move the state of ``side`` when it arrives there. A segment
+        without SYN, FIN or RST moves only an end waiting for the ACK of its SYN, or one whose
+        ACK covers the end's FIN (§3.10.7.4, fifth step): below that (an ACK of data while the
+        FIN is in flight) it moves nothing, whenever it arrives — it is not kept."""
         if seg.flags & (SYN | FIN | RST):
             return True
         e = self.ends[side]
@@ -296,18 +342,27 @@ class StateTracker:
             return False
         if e.confirmed in (S.SYN_RECEIVED, S.SYN_SENT):
             return True
-        return e.fin_seq is not None and not e.fin_acked
+        fin = e.fin_seq
+        return fin is not None and not e.fin_acked and seq_ge(seg.ack, seq_add(fin, 1))
 
     def _receive(self, side: int, e: _End, seg: Seg) -> None:
         if not self._moves(side, seg):
             return
         before = self.sides[1 - side].contig_before if self.sides else None
         if seg.occupies and not seg.flags & (SYN | RST) and before is not None and seq_ge(before, seg.end):
-            # Entirely old (a duplicate): unacceptable, its ACK is not processed (§3.10.7.4);
-            # an old FIN only restarts TIME-WAIT.
-            if not seg.flags & FIN:
-                return
-            seg = replace(seg, ack=None)
+            # A copy of what its sender had sent before. It is old where it arrives when an
+            # earlier copy is known to have arrived first: seen arriving (the capture is at the
+            # receiver), or acknowledged by the receiver before this copy was captured.
+            if self.local(side) or (e.last_ack_sent is not None and seq_ge(e.last_ack_sent, seg.end)):
+                # Unacceptable, its ACK is not processed (§3.10.7.4); an old FIN only restarts
+                # TIME-WAIT.
+                if not seg.flags & FIN:
+                    return
+                seg = replace(seg, ack=None)
+            else:
+                # The earlier copies may all have been lost: this one may be the first to arrive,
+                # and then its ACK counts. Which is not known (see _apply).
+                seg = replace(seg, again=True)
         if self.local(side) and (not seg.flags & FIN or self._in_order(side, seg)):
             self._apply(side, e, seg, seg, False)
         elif self.local(side) and seg.ack is not None:
@@ -400,7 +455,8 @@ class StateTracker:
         for k in range(len(x.pending) - 1, -1, -1):
             r = x.pending[k]
             if proven[k]:
-                later_ack = r.ack if later_ack is None else later_ack
+                if later_ack is None and not r.again:  # a copy sent again: some copy arrived, not this one
+                    later_ack = r.ack
             elif (
                 not r.occupies
                 and not r.flags & RST
@@ -430,20 +486,34 @@ class StateTracker:
         arrival, the segment that filled the hole before it, the end's answer that proves it).
         ``when_unknown``: the end is elsewhere, so the move happened at some moment between the
         two: uncertain at the receipt, certain from ``at`` on."""
+        other: State | None = None
+        if receipt.again and receipt.ack is not None:
+            # A proof that octets arrived proves that one copy of them did, not which: if an
+            # earlier copy came first, this one was an old duplicate and its ACK moved nothing.
+            dup = self._arrive(side, e, e.confirmed, replace(receipt, ack=None), keep=False)
+            other = dup[-1][0] if dup else e.confirmed
         steps = self._arrive(side, e, e.confirmed, receipt, keep=True)
         if not steps:
             return
+        if other is not None and other is not steps[-1][0]:
+            e.sure = False
+            note = f"or {other.value}, if an earlier copy of this segment had arrived first"
+            steps = [(st, cause, note) for st, cause, _ in steps]
         if receipt.flags & FIN and e.sent_at_peer_fin is None:
             if at is receipt:  # it arrived here, where the capture is: how far this end had sent
                 e.sent_at_peer_fin = self._contig(side)
-            elif not at.flags & FIN:  # an answer that is not a FIN shows it had not closed yet
+            elif not at.flags & FIN:
+                # An answer that is not a FIN: how far the end had sent when it answered (its
+                # SND.NXT, for an ACK without data). It does not show the end had not closed: its
+                # FIN may have left before the answer and reached the capture after it (reordered,
+                # or lost and sent again) — then the FIN lies below this point.
                 e.sent_at_peer_fin = at.seq
             else:
                 e.sent_at_peer_fin = _PROVED_BY_FIN
         e.confirmed = steps[-1][0]
         if not e.sure:
             steps = [(st, cause, note or "follows from an uncertain state") for st, cause, note in steps]
-            self._firm(side, at.t, at.frame, steps, True)
+            self._firm(side, *((receipt.t, receipt.frame) if when_unknown else (at.t, at.frame)), steps, True)
         elif when_unknown:
             self._firm(side, receipt.t, receipt.frame, steps, True)
             if settle:
@@ -544,21 +614,43 @@ class StateTracker:
         sure: bool = True,
         note: str = "",
     ) -> None:
+        before = x.confirmed
         x.confirmed, x.sure = state, sure
-        self._keep_guesses(x, state, cause)
+        self._keep_guesses(x, before, state, cause, sure)
         self._firm(side, seg.t, seg.frame, [(state, cause, note)], not sure)
 
     @staticmethod
-    def _keep_guesses(x: _End, state: State, cause: Cause | None) -> None:
-        """What the end sent moves it to ``state``. The guesses shown until now (receipts not yet
-        proven) stay in its history when the move also follows from the last of them — the end
-        may well have been there — and are dropped when they contradict it."""
-        if not x.tentative:
+    def _keep_guesses(x: _End, before: State | None, state: State, cause: Cause | None, sure: bool) -> None:
+        """What the end sent moves it from ``before`` to ``state``. The guesses shown until now
+        (receipts not yet proven, applied in turn) stay in its history as far as the move
+        follows from them — the end may well have been there — and those after are dropped:
+        they contradict it. When none is kept, the end was in ``before`` all along if the move
+        is certain (states do not come back); if the move is itself a guess, the end may have
+        been where those receipts led, so the time since the first of them is not certain."""
+        guesses = x.tentative
+        if not guesses:
             return
-        guess = x.tentative[-1].state
-        if guess is state or arrow_of(guess, state, cause) is not None:
-            x.firm.extend(x.tentative)
         x.tentative = []
+        keep = len(guesses)
+        while keep and not (
+            guesses[keep - 1].state is state or arrow_of(guesses[keep - 1].state, state, cause) is not None
+        ):
+            keep -= 1
+        if keep:
+            x.firm.extend(guesses[:keep])
+        elif not sure and before is not None and len(x.firm) < _MAX_CHANGES:
+            first = guesses[0]
+            x.firm.append(
+                StateChange(
+                    max(first.t, x.firm[-1].t if x.firm else first.t),
+                    before,
+                    True,
+                    first.frame,
+                    before,
+                    None,
+                    _UNLESS,
+                )
+            )
 
     def _sent_syn(self, side: int, x: _End, seg: Seg) -> None:
         if seg.ack is None:  # SYN: an active OPEN
@@ -626,12 +718,16 @@ class StateTracker:
     @staticmethod
     def _close_unsure(x: _End, seg: Seg) -> bool:
         """Whether the FIN ``seg`` of an end in CLOSE-WAIT may come from a CLOSE made before the
-        peer's FIN arrived: it carries data or follows data sent since, or nothing the end sent
-        before it showed that it had not closed."""
+        peer's FIN arrived. It may unless the FIN sits exactly where the end stood when the peer's
+        FIN was shown to have arrived (the answer that proved it was sent at SND.NXT = the FIN's
+        sequence number: the FIN was not sent yet, and waited behind nothing): a FIN carrying
+        data or following data sent since may have waited behind that data, and a FIN below that
+        point was sent before the answer — the capture saw it later (reordered, or lost and sent
+        again), so it may have left before the peer's FIN arrived."""
         sent = x.sent_at_peer_fin
         if seg.plen or sent is None or sent == _PROVED_BY_FIN:
             return True
-        return x.fin_seq is not None and seq_gt(x.fin_seq, sent)
+        return x.fin_seq != sent
 
     def _hidden_fin(self, side: int, x: _End, seg: Seg) -> None:
         """An empty segment one past everything the end was seen to send: it sent a FIN the
@@ -741,8 +837,19 @@ class StateTracker:
         self, side: int, t: float, frame: int, steps: list[Step], uncertain: bool, *, force: bool = False
     ) -> None:
         """Record moves the end certainly made (``uncertain``: at a moment only guessed). The
-        tentative entries are dropped: they are recomputed from what is still pending."""
+        tentative entries are dropped: they are recomputed from what is still pending. Guesses
+        shown before this frame that it does not keep leave their mark: from the first of them,
+        the end was where its history says only unless what was sent to it had moved it."""
         e = self.ends[side]
+        if e.tentative:
+            first = e.tentative[0]
+            last = e.firm[-1] if e.firm else None
+            if last is not None and 0 < first.frame < frame and len(e.firm) < _MAX_CHANGES:
+                e.firm.append(
+                    StateChange(
+                        max(first.t, last.t), last.state, True, first.frame, last.state, None, _UNLESS
+                    )
+                )
         e.tentative = []
         for state, cause, note in steps:
             last = e.firm[-1] if e.firm else None
