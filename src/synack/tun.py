@@ -822,9 +822,10 @@ class TunStack:
     ``write_thread=True`` hands every frame to a thread of the stack's own that writes it to
     the device (:class:`_Writer`): Linux runs its receive path for our packet (IP, TCP, waking
     the reader) inside that write, so in a thread it overlaps the stack's own work on another
-    core. It pays where writes are many and small — without offloads sending went from ≈ 74 to
-    ≈ 108 MB/s on the 2-core machine — and not with offloads, where the few large writes gain
-    less than handing them over costs (``bench/README.md``). Off by default.
+    core. It can pay where writes are many and small (without offloads), and not with offloads,
+    where the few large writes gain less than handing them over costs. Measured on the loaded
+    2-core machine it went both ways (sending without offloads 37 → 75 MB/s in one run, 93 → 76
+    in another: ``bench/README.md``), so it is off by default.
 
     Threads (see the module documentation): every method may be called from any thread;
     :attr:`lock`, a ``threading.RLock`` that a waiting thread lets go whatever its depth,
