@@ -76,10 +76,17 @@ def _namespaces() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.startswith(mine)}
 
 
+# Real time on a shared machine (CI builds the compiled core beside this run): the timing
+# tolerance is widened from the language's 4 ms to 25 ms, as packetdrill's own CI multiplies its
+# tolerances. The differences the scripts' #ifdefs describe are far wider (Linux's 200 ms RTO
+# floor against RFC 6298's 1 s), and a missing, extra or different packet fails as before.
+LIVE_OPTIONS = (("tolerance_usecs", "25000"),)
+
+
 @pytest.mark.parametrize("name", LIVE)
 def test_script_passes_against_linux(name: str) -> None:
     before = _namespaces()
-    out = run_file(str(SUITE / name), Request(backend="linux"))
+    out = run_file(str(SUITE / name), Request(backend="linux", options=LIVE_OPTIONS))
     why = f"line {out.line}: {out.message}\n  expected: {out.expected}\n  happened: {out.happened}"
     assert out.verdict == PASS, why
     assert _namespaces() == before, "the runner left its namespace behind"
