@@ -66,6 +66,21 @@ def test_summary_reads_well_at_100_columns(capsys: pytest.CaptureFixture[str], d
     assert "what to do:" in out
 
 
+def test_the_count_of_connections_agrees_with_its_noun(
+        capsys: pytest.CaptureFixture[str], demo: Path, tmp_path: Path) -> None:
+    from synack.trace import PacketRecord
+
+    status, out, _ = run_cli(capsys, str(demo), "--color", "never")
+    assert status == 0 and "2 connections over" in " ".join(out.split())
+    one = tmp_path / "one.pcap"
+    with PcapWriter(one) as w:
+        for r in run_scenario("close").trace.records:
+            if isinstance(r, PacketRecord) and r.kind == "send":
+                w.write(r.packet, r.t)
+    status, out, _ = run_cli(capsys, str(one), "--color", "never")
+    assert status == 0 and "1 connection over" in " ".join(out.split()), out
+
+
 def test_colour_when_asked(capsys: pytest.CaptureFixture[str], demo: Path) -> None:
     status, out, _ = run_cli(capsys, str(demo), "--msl", "1", "--color", "always")
     assert status == 0 and "\x1b[" in out

@@ -65,7 +65,7 @@ def print_summary(
     title = Text("synack analyze", style="bold")
     title.append(
         f"  {', '.join(summary.sources)}: {st.frames:,} frames, {st.tcp:,} TCP segments, "
-        f"{summary.connections:,} connections over {_secs(span)}"
+        f"{summary.connections:,} connection{'' if summary.connections == 1 else 's'} over {_secs(span)}"
     )
     console.print(title)
     console.print(_capture_point(summary))

@@ -108,7 +108,8 @@ def _overview(summary: Summary) -> str:
     flags = ", ".join(f"{_e(k)} {summary.flags[k]:,}" for k in FLAG_ORDER if summary.flags.get(k)) or "none"
     where = ", ".join(sorted(st.offload_hosts)) or "not known"
     return (
-        f"<p>{st.frames:,} frames, {st.tcp:,} TCP segments, {summary.connections:,} connections over "
+        f"<p>{st.frames:,} frames, {st.tcp:,} TCP segments, {summary.connections:,} "
+        f"connection{'' if summary.connections == 1 else 's'} over "
         f"{span:.3f} s. Capture point: {_e(where)}. MSL assumed: {summary.msl:g} s.</p>"
         f"<h2>Connections by Zeek conn_state</h2><table>{rows}</table>"
         f"<p><b>Last state seen of each end:</b> {finals}</p><p><b>Wireshark analysis flags:</b> {flags}</p>"
