@@ -289,6 +289,21 @@ def test_jobs_give_the_same_results(capsys: pytest.CaptureFixture[str], demo: Pa
     assert _csv_rows(capsys, str(demo), "--msl", "1", "--jobs", "2") == one_process
 
 
+def _dies(*args: object) -> None:
+    os._exit(9)
+
+
+def test_a_worker_that_dies_is_a_clear_error_not_a_hang(
+        capsys: pytest.CaptureFixture[str], demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --jobs worker killed mid-shard (here it exits at once, as the OOM killer would end it):
+    exit status 2 and one line, where multiprocessing.Pool would have waited for ever."""
+    from synack.analyze import parallel
+
+    monkeypatch.setattr(parallel, "run_shard", _dies)
+    status, out, err = run_cli(capsys, str(demo), "--jobs", "2")
+    assert status == 2 and "a worker process died" in err, (out, err)
+
+
 def test_dask_local_cluster_gives_the_same_results(tmp_path: Path) -> None:
     pytest.importorskip("distributed", reason="Dask is an optional dependency: pip install 'synack[dask]'")
     from distributed import LocalCluster

@@ -19,6 +19,8 @@ import multiprocessing
 import os
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from synack.analyze.engine import Options
@@ -141,13 +143,19 @@ def _paths(sources: Sequence[Any]) -> list[str]:
 
 
 def analyze_jobs(sources: Sequence[Any], options: Options, jobs: int, sinks: Sequence[Sink] = ()) -> Summary:
-    """``--jobs N``: N processes, one shard each."""
+    """``--jobs N``: N processes, one shard each. A worker that dies (killed, out of memory, a
+    crash in C) is an :class:`AnalyzeError`, never a wait for ever (``multiprocessing.Pool``
+    would wait for its result)."""
     paths = _paths(sources)
     ctx = multiprocessing.get_context(
         "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     )
-    with ctx.Pool(jobs) as pool:
-        parts = pool.starmap(run_shard, [(paths, options, k, jobs) for k in range(jobs)])
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            parts = list(pool.map(run_shard, [paths] * jobs, [options] * jobs, range(jobs), [jobs] * jobs))
+    except BrokenProcessPool:
+        raise AnalyzeError(f"--jobs {jobs}: a worker process died before it finished its shard "
+                           "(killed, or out of memory); run without --jobs to see why") from None
     return _merge(parts, sinks)
 
 
