@@ -15,7 +15,7 @@ another (``write``). Payloads are zeros: only lengths are compared, as packetdri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from synack.drill import symbols
 from synack.drill.script import (
@@ -411,3 +411,21 @@ def _check_revents(e: Expr, r: Result, defines: dict[str, str]) -> str | None:
             if r.revents[i] != want:
                 return f"revents of fd entry {i} {r.revents[i]:#x}, expected {want:#x}"
     return None
+
+
+class NonBlocking(Protocol):
+    """A backend's socket as ``fcntl`` sees it: only its O_NONBLOCK flag."""
+
+    nonblock: bool
+
+
+def fcntl(sock: NonBlocking, c: Call) -> Result:
+    """``fcntl(fd, F_GETFL)`` and ``fcntl(fd, F_SETFL, flags)``, the same on every backend (each
+    keeps the O_NONBLOCK flag on its socket and honours it in its own calls); any other command
+    makes the script UNSUPPORTED."""
+    if c.n == symbols.F_GETFL:
+        return Result(symbols.O_RDWR | (symbols.O_NONBLOCK if sock.nonblock else 0))
+    if c.n == symbols.F_SETFL:
+        sock.nonblock = bool(c.flags & symbols.O_NONBLOCK)
+        return Result(0)
+    raise DrillError(f"fcntl command {c.n} is not supported (F_GETFL, F_SETFL)", c.pos, unsupported=True)

@@ -28,7 +28,7 @@ from synack.core.connection import Config, Connection
 from synack.core.host import Host, Listener, Reservation
 from synack.core.records import ConnectionAborted, LocalError, RemoteError, State, TcpError
 from synack.drill import symbols
-from synack.drill.calls import Call, Result
+from synack.drill.calls import Call, Result, fcntl
 from synack.drill.script import DrillError
 from synack.sockets import to_oserror
 
@@ -348,12 +348,7 @@ class HostSockets:
         return Result(0)
 
     def _fcntl(self, s: _Sock, c: Call, now: float, retry: bool) -> Result:
-        if c.n == symbols.F_GETFL:
-            return Result(symbols.O_RDWR | (symbols.O_NONBLOCK if s.nonblock else 0))
-        if c.n == symbols.F_SETFL:
-            s.nonblock = bool(c.flags & symbols.O_NONBLOCK)
-            return Result(0)
-        raise DrillError(f"fcntl command {c.n} is not supported (F_GETFL, F_SETFL)", c.pos, unsupported=True)
+        return fcntl(s, c)
 
     def _setsockopt(self, s: _Sock, c: Call, now: float, retry: bool) -> Result:
         key = (c.level, c.optname)

@@ -33,7 +33,7 @@ import time
 from typing import Any, Final
 
 from synack.drill import symbols
-from synack.drill.calls import Call, Result
+from synack.drill.calls import Call, Result, fcntl
 from synack.drill.commands import ShellPlan
 from synack.drill.engine import Settings
 from synack.drill.profiles import Profile
@@ -279,12 +279,7 @@ class LinuxBackend:
         return Result(0)
 
     def _fcntl(self, k: _KSock, c: Call, retry: bool) -> Result:
-        if c.n == symbols.F_GETFL:
-            return Result(symbols.O_RDWR | (symbols.O_NONBLOCK if k.nonblock else 0))
-        if c.n == symbols.F_SETFL:
-            k.nonblock = bool(c.flags & symbols.O_NONBLOCK)
-            return Result(0)
-        raise DrillError(f"fcntl command {c.n} is not supported (F_GETFL, F_SETFL)", c.pos, unsupported=True)
+        return fcntl(k, c)
 
     def _setsockopt(self, k: _KSock, c: Call, retry: bool) -> Result:
         if isinstance(c.value, tuple):
