@@ -94,12 +94,10 @@ def _close_wait(r: ConnectionResult, conn: Conn, msl: float, th: Thresholds) -> 
                             f"{who} is still in CLOSE-WAIT after {_dur(lasted)}: its peer {peer} "
                             f"closed its side and the application at {who} never closed the connection.",
                             f"peer's FIN acknowledged at {_frames(c.frame)}; no FIN from {who} until the "
-                            "capture "
-                            f"ends {_dur(lasted)} later",
+                            f"capture ends {_dur(lasted)} later",
                             f"The application on {who} must call close() when recv() "
                             "returns 0 (end of stream). CLOSE-WAIT sockets piling up in `ss -tan` are a "
-                            "leak in "
-                            "the application, never in TCP.",
+                            "leak in the application, never in TCP.",
                             (r.id,),
                             end,
                             c.t,
@@ -206,8 +204,7 @@ def _keepalive(r: ConnectionResult, conn: Conn, msl: float, th: Thresholds) -> l
                     "middlebox dropped the connection).",
                     f"the last probe at {last:.3f} s",
                     f"{r.endpoint(side)} will report ETIMEDOUT when its probe count runs out; the peer, "
-                    "if it "
-                    "comes back, will answer with a RST.",
+                    "if it comes back, will answer with a RST.",
                     (r.id,),
                     r.endpoint(side),
                     last,
@@ -255,8 +252,7 @@ def _chains(r: ConnectionResult, conn: Conn, msl: float, th: Thresholds) -> list
                     P if n >= 5 else W,
                     f"{r.endpoint(side)} sent the same segment "
                     f"{n + 1} times over {_dur(last - first)} (exponential backoff): the path kept "
-                    "losing it or the "
-                    "peer did not answer.",
+                    "losing it or the peer did not answer.",
                     f"sequence number {seq}",
                     "Look for loss on the path (interface errors, a congested link) or an unreachable peer.",
                     (r.id,),

@@ -87,8 +87,7 @@ def report_page(summary: Summary, results: Sequence[ConnectionResult]) -> str:
         _table(ordered, summary.connections),
         "<h2>Connections in detail</h2>",
         "<p class='dim'>Each ladder is drawn from the capture; a state with a question mark is one the "
-        "capture "
-        "point cannot know. Open a connection to see its SVG ladder.</p>",
+        "capture point cannot know. Open a connection to see its SVG ladder.</p>",
         *(_section(r) for r in sorted(detailed, key=lambda r: r.id)),
         '<footer><h2>Check</h2><pre id="check">the page script has not run</pre></footer>',
         f'<script type="application/json" id="report-data">{data}</script>',
