@@ -141,26 +141,34 @@ def test_fifty_threads_one_stack_every_byte_checked(background: bool) -> None:
         print(f"\n50 threads × 40 echoes: {dt:.2f} s, stats {stack.stats().get('packets_in')} packets in")
 
 
+def sleepers(stack: TunStack, n: int) -> tuple[list[threading.Thread], list[BaseException | bool]]:
+    """``n`` threads waiting in ``stack.wait_until`` for a condition that never holds, started,
+    and returned once one of them drives and the other ``n - 1`` follow; each thread's outcome
+    (what ``wait_until`` returned, or what it raised) goes into the list."""
+    results: list[BaseException | bool] = []
+
+    def wait() -> None:
+        try:
+            results.append(stack.wait_until(lambda: False, WAIT))
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=wait, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + WAIT
+    while len(stack._waiters) < n - 1 and time.monotonic() < end:
+        time.sleep(0.01)
+    assert len(stack._waiters) == n - 1, "the threads did not all start waiting"
+    return threads, results
+
+
 def test_wait_until_raises_in_every_thread_when_the_stack_closes() -> None:
     """Threads asleep in wait_until (one driving, the others following) all wake with TunError
     when another thread closes the stack; none is left hanging."""
     with namespace() as ns:
         stack = TunStack(netns=ns)
-        results: list[BaseException | bool] = []
-
-        def wait() -> None:
-            try:
-                results.append(stack.wait_until(lambda: False, WAIT))
-            except BaseException as exc:
-                results.append(exc)
-
-        threads = [threading.Thread(target=wait, daemon=True) for _ in range(5)]
-        for t in threads:
-            t.start()
-        end = time.monotonic() + WAIT
-        while len(stack._waiters) < 4 and time.monotonic() < end:
-            time.sleep(0.01)  # until one thread drives and four follow
-        assert len(stack._waiters) == 4
+        threads, results = sleepers(stack, 5)  # one drives, four follow
         stack.close()
         for t in threads:
             t.join(WAIT)
@@ -201,20 +209,7 @@ def test_deleted_device_fails_every_waiting_thread_with_enodev_within_a_second(w
     (the stack's writer thread, with ``write_thread``, included)."""
     with namespace() as ns:
         stack = TunStack(netns=ns, ifname="synack5", write_thread=write_thread)
-        results: list[BaseException | bool] = []
-
-        def wait() -> None:
-            try:
-                results.append(stack.wait_until(lambda: False, WAIT))
-            except BaseException as exc:
-                results.append(exc)
-
-        threads = [threading.Thread(target=wait, daemon=True) for _ in range(3)]
-        for t in threads:
-            t.start()
-        end = time.monotonic() + WAIT
-        while len(stack._waiters) < 2 and time.monotonic() < end:
-            time.sleep(0.01)
+        threads, results = sleepers(stack, 3)
         cpu0, t0 = time.process_time(), time.monotonic()
         subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "del", "synack5"], check=True, timeout=WAIT)
         for t in threads:
