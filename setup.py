@@ -1,7 +1,8 @@
-"""The optional compiled core. The package's metadata is in pyproject.toml; this file only adds
+"""The optional compiled form. The package's metadata is in pyproject.toml; this file only adds
 the C extension modules when they are asked for:
 
-    SYNACK_MYPYC=1 pip install .        # synack.core compiled with mypyc (needs a C compiler)
+    SYNACK_MYPYC=1 pip install .        # synack.core and the capture analyzer's one pass
+                                        # compiled with mypyc (needs a C compiler)
     pip install .                       # pure Python, the default: nothing is compiled
 
 The compiled modules behave as the Python ones (the tests run against both forms, see
@@ -19,6 +20,22 @@ from setuptools import Extension, setup
 
 ROOT = pathlib.Path(__file__).resolve().parent
 CORE = ROOT / "src" / "synack" / "core"
+PACKAGE = ROOT / "src" / "synack"
+
+# Outside the core, the modules of the one pass of ``synack analyze`` over a capture (its loop
+# runs once per packet: compiled, it reads about twice as many packets a second), and the pcap
+# reader it runs on. The rest of synack.analyze (the command line, the outputs, --jobs and
+# --dask) runs once per connection or once per run and stays Python.
+ANALYZE_COMPILED: tuple[str, ...] = (
+    "pcap.py",
+    "analyze/engine.py",
+    "analyze/conn.py",
+    "analyze/states.py",
+    "analyze/zeek.py",
+    "analyze/frames.py",
+    "analyze/model.py",
+    "analyze/findings.py",
+)
 
 # Modules of synack.core that stay Python in the compiled build, each with the reason.
 NOT_COMPILED: dict[str, str] = {
@@ -27,7 +44,8 @@ NOT_COMPILED: dict[str, str] = {
 
 
 def core_extensions() -> list[Extension]:
-    """The mypyc extension modules of the core, or none for a pure-Python build."""
+    """The mypyc extension modules (the core, then :data:`ANALYZE_COMPILED`), or none for a
+    pure-Python build."""
     flag = os.environ.get("SYNACK_MYPYC", "0")
     if flag in ("", "0"):
         return []
@@ -37,6 +55,7 @@ def core_extensions() -> list[Extension]:
     from mypyc.build import mypycify  # only here: a pure-Python build has no mypy
 
     modules = [str(p.relative_to(ROOT)) for p in sorted(CORE.glob("*.py")) if p.stem not in NOT_COMPILED]
+    modules += [str((PACKAGE / name).relative_to(ROOT)) for name in ANALYZE_COMPILED]
     return mypycify(modules, opt_level="3", group_name="synack_core")
 
 

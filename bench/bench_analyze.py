@@ -10,6 +10,11 @@ process, and a check that both found the same conversations with the same frames
 way — the per-connection result tshark's table gives.
 
     python bench/bench_analyze.py [--packets 1000000] [--repeat 3] [--keep FILE] [--baseline SRC]
+                                  [--compiled DIR]
+
+synack is timed as Python (the default install) and, when ``DIR`` (default ``build/compiled``,
+made by ``bash scripts/build-compiled.sh``) holds the compiled form, compiled by mypyc too —
+each run's ``synack --version`` is checked to be the form it is labelled.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Iterator
 from synack.core.wire import ACK, FIN, PSH, RST, SYN, Segment, build_packet
 from synack.pcap import PcapWriter
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAPLEN = 128
 MSS = 1448
 
@@ -206,6 +212,15 @@ def synack_conversations(path: str) -> dict[tuple[str, str], tuple[int, int, int
     return out
 
 
+def _check_form(env: dict[str, str], expect: str) -> None:
+    """Check that ``synack --version`` run in ``env`` names the form ``expect``."""
+    out = subprocess.run([sys.executable, "-m", "synack", "--version"], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    if expect not in out:
+        raise SystemExit(f"expected {expect!r}, synack --version says {out.strip()!r}")
+    print(out.strip())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
@@ -216,6 +231,13 @@ def main() -> None:
         metavar="SRC",
         help="also time the synack whose package is under SRC (another checkout's src/), in the same "
         "rounds: before and after a change, side by side with tshark",
+    )
+    ap.add_argument(
+        "--compiled",
+        metavar="DIR",
+        default=os.path.join(_ROOT, "build", "compiled"),
+        help="the compiled form's directory (scripts/build-compiled.sh; default build/compiled): timed "
+        "beside the Python form when it is there",
     )
     args = ap.parse_args()
     tshark = shutil.which("tshark")
@@ -237,16 +259,29 @@ def main() -> None:
         return text
 
     base_env = dict(os.environ, PYTHONPATH=os.path.abspath(args.baseline)) if args.baseline else None
-    csv_text = tshark_text = ""
+    py_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    _check_form(py_env, "core: Python")
+    compiled_env = None
+    if os.path.isdir(args.compiled):
+        compiled_env = dict(py_env, PYTHONPATH=os.path.abspath(args.compiled))
+        _check_form(compiled_env, "core: compiled by mypyc")
+    else:
+        print(f"no compiled form in {args.compiled} (bash scripts/build-compiled.sh): Python only")
+    csv_text = compiled_text = tshark_text = ""
     for _ in range(args.repeat):
         if base_env is not None:
             timed("baseline", synack, base_env)
-        csv_text = timed("synack", synack)
+        csv_text = timed("synack", synack, py_env)
+        if compiled_env is not None:
+            compiled_text = timed("compiled", synack, compiled_env)
         if tshark:
             tshark_text = timed("tshark", [tshark, "-r", path, "-q", "-z", "conv,tcp"])
+    if compiled_env is not None and compiled_text != csv_text:
+        raise SystemExit("the compiled form's --csv differs from the Python form's")
     labels = {
         "baseline": f"baseline {args.baseline}",
-        "synack": "synack analyze --csv",
+        "synack": "synack (Python)",
+        "compiled": "synack (compiled)",
         "tshark": "tshark -z conv,tcp",
     }
     for name, (wall, cpu, rss) in best.items():
@@ -255,7 +290,7 @@ def main() -> None:
             f"{n / cpu:,.0f} packets per CPU second, peak RSS {rss / 1024:.0f} MiB)"
         )
     if tshark:
-        for name in ("baseline", "synack"):
+        for name in ("baseline", "synack", "compiled"):
             if name in best:
                 print(
                     f"{name + ' ratio':<21}: {best['tshark'][0] / best[name][0]:.2f}x tshark's packets per "

@@ -4,6 +4,7 @@ and no clock, socket, event loop, thread or randomness; functions in it fit on a
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import pathlib
 import subprocess
@@ -16,6 +17,28 @@ import synack.core
 CORE = pathlib.Path(synack.core.__file__).parent
 FORBIDDEN = {"time", "socket", "asyncio", "threading", "selectors", "random"}
 MODULES = sorted(CORE.glob("*.py"))
+SRC = pathlib.Path(__file__).resolve().parent.parent / "src" / "synack"
+
+
+def _setup_constant(name: str) -> tuple[str, ...]:
+    """A tuple of strings assigned at the top of setup.py (read, not run: it calls setup())."""
+    tree = ast.parse((SRC.parent.parent / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+            if isinstance(target, ast.Name) and target.id == name and node.value is not None:
+                value = ast.literal_eval(node.value)
+                assert isinstance(value, tuple)
+                return value
+    raise AssertionError(f"setup.py has no {name}")
+
+
+_ANALYZE_SOURCES = _setup_constant("ANALYZE_COMPILED")
+
+
+def _analyze_compiled() -> list[str]:
+    """The modules outside synack.core that the compiled form compiles (setup.py)."""
+    return ["synack." + rel.removesuffix(".py").replace("/", ".") for rel in _ANALYZE_SOURCES]
 
 
 def _imports(path: pathlib.Path, *, typing_only: bool = False) -> list[tuple[int, str]]:
@@ -121,9 +144,18 @@ def test_the_form_of_the_core_is_the_one_under_test() -> None:
         stale = [p.name for p in sorted(sources.glob("*.py"))
                  if not (CORE / p.name).is_file() or (CORE / p.name).read_bytes() != p.read_bytes()]
         assert not stale, f"{CORE} was compiled from other sources than {sources}: {stale}"
+        # Outside the core: the capture analyzer's one pass and the pcap reader (setup.py).
+        package = CORE.parent
+        others = _analyze_compiled()
+        for name in others:
+            importlib.import_module(name)
+        assert set(others) <= set(synack.core.compiled_modules("synack")), others
+        stale = [rel for rel in _ANALYZE_SOURCES if (package / rel).read_bytes() != (SRC / rel).read_bytes()]
+        assert not stale, f"{package} was compiled from other sources than {SRC}: {stale}"
     else:
         assert expect == "0", f"SYNACK_EXPECT_COMPILED={expect!r}"
         assert not synack.core.compiled() and names == ()
+        assert synack.core.compiled_modules("synack") == ()
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)

@@ -89,3 +89,21 @@ def test_every_frozen_dataclass_of_the_core_is_covered() -> None:
     for cls in classes:
         if all(f.default is not MISSING or f.default_factory is not MISSING for f in dataclasses.fields(cls)):
             _round_trips(cls())
+
+
+def test_an_analysis_result_and_summary_round_trip(tmp_path: Any) -> None:
+    """What ``synack analyze --jobs`` sends back from a worker: every connection's result (its
+    states, statistics, findings) and the shard's summary."""
+    from synack.analyze.engine import Options
+    from synack.analyze.parallel import run_shard
+    from synack.scenarios import run_scenario
+
+    path = tmp_path / "handshake.pcap"
+    run_scenario("handshake").trace.to_pcap(path)
+    summary, results, error = run_shard([str(path)], Options(msl=1.0), 0, 1)
+    assert error == "" and results and all(r.states[0] for r in results)
+    for r in results:
+        _round_trips(r)
+        _round_trips(r.states[0][0])
+    back = pickle.loads(pickle.dumps(summary))
+    assert back.connections == summary.connections and back.conn_states == summary.conn_states

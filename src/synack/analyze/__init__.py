@@ -15,6 +15,12 @@ from synack.analyze.cli import add_parser
 from synack.analyze.engine import Options
 from synack.analyze.model import ConnectionResult, DirectionStats, Finding, Severity, StateChange
 from synack.analyze.run import AnalyzeError, Summary, analyze
+from synack.core._mypyc import picklable_frozen_dataclasses
+
+# In the compiled form (setup.py's ANALYZE_COMPILED) results cross to other processes (--jobs,
+# --dask) pickled: see synack.core._mypyc.
+picklable_frozen_dataclasses("synack.analyze")
+picklable_frozen_dataclasses("synack.pcap")
 
 __all__ = [
     "AnalyzeError",

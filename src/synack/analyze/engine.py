@@ -1,6 +1,6 @@
 """The one pass over a capture: frames → TCP segments → connections → results.
 
-:class:`Engine` reads batches of frames (:func:`synack.pcap.iter_batches`), finds the TCP
+:class:`Engine` reads chunks of a capture (:func:`synack.pcap.iter_chunks`), finds the TCP
 segment of each (IPv4 without options is read here directly, everything else by
 :func:`~synack.analyze.frames.tcp_fields`), looks up its connection by the packed 4-tuple
 (both directions share one :class:`~synack.analyze.conn.Conn`), splits a 4-tuple into a new
@@ -27,20 +27,28 @@ from synack.analyze.conn import _MAX_TIMED, _SAMPLED, _TS_ONLY, QUIET_ACK, QUIET
 from synack.analyze.findings import connection_findings
 from synack.analyze.model import CapturePoint, ConnectionResult
 from synack.analyze.states import StateTracker
+from synack.core.records import Cause, State
 from synack.core.wire import address_text, pack_address
 from synack.pcap import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
     LINKTYPE_RAW,
     LINKTYPES,
+    Frame,
     FrameBatch,
+    RecordChunk,
     ip_offset,
     link_direction,
 )
 
 __all__ = ["CaptureStats", "Engine", "Options"]
 
-_IP4_TCP: Final = struct.Struct("!BxHxxHxBxx8xHHIIHHH")  # IPv4 without options, then TCP
+# IPv4 without options, then TCP: total length, flags and fragment offset, protocol; sequence
+# and acknowledgment numbers, data offset and flags, window (the ports are read with the key,
+# the checksum only when it is checked).
+_IP4_TCP: Final = struct.Struct("!2xH2xHxB14xIIHH")
+_RECORD_LE: Final = struct.Struct("<IIII")  # a classic pcap record header (RecordChunk)
+_RECORD_BE: Final = struct.Struct(">IIII")
 _FIN: Final = 0x01
 _SYN: Final = 0x02
 _RST: Final = 0x04
@@ -48,8 +56,11 @@ _ACK: Final = 0x10
 _CONTROL: Final = _SYN | _FIN | _RST
 _M: Final = 0xFFFFFFFF
 _H: Final = 0x80000000
+# Compared by identity (a tuple, not a set: an Enum member hashes in Python).
+_CLOSED: Final = (State.TIME_WAIT, State.CLOSED)
+_CLOSING_DOWN: Final = (State.TIME_WAIT, State.CLOSED, State.LAST_ACK, State.CLOSING)
 _PLAIN_LINKS: Final = (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_ETHERNET)  # no direction hint
-_GC_THRESHOLD: Final = 100_000  # allocations between young-generation collections (default 700)
+_GC_CHUNKS: Final = 64  # chunks of the file (4 MiB each) between the pass's cyclic collections
 
 
 @dataclass
@@ -78,6 +89,7 @@ class CaptureStats:
 
     frames: int = 0
     tcp: int = 0
+    fast: int = 0  # of the TCP segments, those that took the fast path (Engine._batch)
     not_ip: int = 0
     not_tcp: int = 0
     fragments: int = 0
@@ -122,23 +134,30 @@ class Engine:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def run(self, batches: Iterable[FrameBatch], size: int | None = None) -> None:
-        """Read every frame of ``batches`` (a file's size, when known, for progress)."""
+    def run(self, batches: Iterable[FrameBatch | RecordChunk], size: int | None = None) -> None:
+        """Read every frame of ``batches`` (:func:`synack.pcap.iter_chunks` or
+        :func:`~synack.pcap.iter_batches`; a file's size, when known, for progress)."""
         started = time.monotonic()
         done = 0
-        # The pass allocates a few small objects per packet, nearly all short-lived; with the
-        # default thresholds the collector walks every open connection's objects again and
-        # again (a tenth of the time). Collections a hundred times rarer still free cycles.
-        thresholds = gc.get_threshold()
-        gc.set_threshold(_GC_THRESHOLD, *thresholds[1:])
+        # The pass allocates a few small objects per packet, all freed by their reference counts:
+        # it makes no reference cycles (tests/test_analyze_fast.py checks that the collector
+        # finds none after it). The cyclic collector would still walk every open connection's
+        # objects again and again (an eighth of the time, compiled), so it is off during the
+        # pass, and a full collection runs every _GC_CHUNKS chunks of the file in case a cycle
+        # was made after all.
+        enabled = gc.isenabled()
+        gc.disable()
         try:
-            for batch in batches:
+            for k, batch in enumerate(batches, 1):
                 self._batch(batch)
                 done = batch.offset + len(batch.data)
                 if self.opt.progress:
                     self._progress(started, done, size)
+                if not k % _GC_CHUNKS:
+                    gc.collect()
         finally:
-            gc.set_threshold(*thresholds)
+            if enabled:
+                gc.enable()
         if self.opt.progress:
             sys.stderr.write("\r\033[K")
 
@@ -154,24 +173,70 @@ class Engine:
         )
         (out or sys.stderr).flush()
 
-    def _batch(self, batch: FrameBatch) -> None:
+    def _batch(self, batch: FrameBatch | RecordChunk) -> None:
         """Every frame of one chunk. The common case — an in-order segment with data or an
         advancing ACK, with nothing to flag, on a connection where nothing else is being
         followed (``Conn.quiet``) — takes the fast path written out here: the few counters and
         sequence numbers it moves, the same ones the general path (:meth:`_segment`) would
         move. Everything else takes the general path. ``fast=False`` sends every segment
         there (the twin test runs both and compares everything)."""
+        # The fields read with struct, declared: compiled by mypyc, the loop then works on
+        # machine integers rather than on Python objects (no effect as Python).
+        sec: int
+        frac: int
+        caplen: int
+        orig_len: int
+        total: int
+        frag: int
+        proto: int
+        seq: int
+        ack: int
+        off_flags: int
+        win: int
         buf = batch.data
         st = self.stats
         unpack = _IP4_TCP.unpack_from
         flows = self.flows
-        frame = st.frames
+        frame = first_frame = st.frames
         fast = self.fast and self.opt.checksums != "all"
         on_packet = self.opt.on_packet
         sampled = self.opt.checksums == "sample"
         now = self.now
         n_fast = truncated = 0
-        for ts, start, caplen, orig_len, linktype in batch.frames:
+        # A RecordChunk's records are walked here (nothing made per record); a FrameBatch says
+        # where its records are.
+        frames: list[Frame] = []
+        raw = False
+        if isinstance(batch, RecordChunk):
+            raw = True
+            at = first_at = batch.at
+            unit = batch.unit
+            chunk_linktype = batch.linktype
+            record = (_RECORD_BE if batch.big else _RECORD_LE).unpack_from
+        else:
+            frames = batch.frames
+            at = first_at = unit = chunk_linktype = 0
+            record = _RECORD_LE.unpack_from
+        end_at = len(buf)
+        i = 0
+        n = len(frames)
+        ts = 0.0
+        while True:
+            if raw:
+                if at + 16 > end_at:
+                    break
+                sec, frac, caplen, orig_len = record(buf, at)
+                if frac >= unit or caplen > end_at - at - 16:
+                    break
+                ts = sec + frac / unit
+                start = at + 16
+                at = start + caplen
+                linktype = chunk_linktype
+            else:
+                if i == n:
+                    break
+                ts, start, caplen, orig_len, linktype = frames[i]
+                i += 1
             frame += 1
             stop = start + caplen
             if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
@@ -184,7 +249,7 @@ class Engine:
                     continue
                 ip = got
             if stop - ip >= 40 and buf[ip] == 0x45:
-                _v, total, frag, proto, sport, dport, seq, ack, off_flags, win, csum = unpack(buf, ip)
+                total, frag, proto, seq, ack, off_flags, win = unpack(buf, ip)
                 thl = (off_flags >> 12) << 2
                 if proto != 6 or frag & 0x3FFF or thl < 20 or total < 20 + thl:
                     self._skip_ip(buf, ip, stop, frame)
@@ -197,7 +262,7 @@ class Engine:
                 got4 = self._slow_ip(buf, ip, stop, frame)
                 if got4 is None:
                     continue
-                key, tcp, tcp_len, complete, sport, dport, seq, ack, thl, off_flags, win, csum = got4
+                key, tcp, tcp_len, complete, seq, ack, thl, off_flags, win = got4
             flags = off_flags & 0xFF
             entry = flows.get(key)
             if entry is None and self.shard is not None and not self.shard(key):
@@ -206,7 +271,7 @@ class Engine:
                 flags & 0x12 == _SYN
                 and (entry[0].sides[entry[1]].base not in (None, seq) or entry[0].closed_at is not None)
             ):
-                entry = self._new(key, entry, ts, frame, flags, seq, sport, dport, len(key) > 12)
+                entry = self._new(key, entry, ts, frame, flags, seq, len(key) > 12)
             conn, side = entry
             if conn.older is not None and flags & 0x12 != _SYN:
                 self.now = now
@@ -235,7 +300,7 @@ class Engine:
                         seq == fwd.nextseq
                         and seq == fwd.contig
                         and not fwd.holes
-                        and (mx is None or ack == mx or (ack - mx) & _H)
+                        and (mx is None or ack == mx or (ack - mx) & _H != 0)
                         and not (rl and not (rl - seq - plen) & _H)  # a spurious retransmission
                         and not (plen == 1 and rw == 0)  # a zero-window probe
                         and (
@@ -250,7 +315,7 @@ class Engine:
                     ok = (
                         seq == fwd.nextseq
                         and ack != fwd.lastack
-                        and (mx is None or ack == mx or (ack - mx) & _H)
+                        and (mx is None or ack == mx or (ack - mx) & _H != 0)
                     )
                 if ok:
                     n_fast += 1
@@ -334,7 +399,6 @@ class Engine:
                 flags,
                 win,
                 thl,
-                csum,
                 key,
             )
             conn.refresh_quiet(sampled)
@@ -345,11 +409,18 @@ class Engine:
         self.now = now
         st.frames = frame
         st.tcp += n_fast
+        st.fast += n_fast
         st.truncated += truncated
-        if batch.frames:
-            last = batch.frames[-1][0]
+        if isinstance(batch, RecordChunk):
+            batch.at = at
+        if frame > first_frame:
+            last = ts
             if st.first is None:
-                st.first = batch.frames[0][0]
+                if raw:
+                    sec, frac, _caplen, _orig_len = record(buf, first_at)
+                    st.first = sec + frac / unit
+                else:
+                    st.first = frames[0][0]
             st.last = last if st.last is None or last > st.last else st.last
             self._expire(last)
 
@@ -381,25 +452,12 @@ class Engine:
 
     def _slow_ip(
         self, buf: bytes, ip: int, stop: int, frame: int
-    ) -> tuple[bytes, int, int, bool, int, int, int, int, int, int, int, int] | None:
+    ) -> tuple[bytes, int, int, bool, int, int, int, int, int] | None:
         got = fr.tcp_fields(buf, ip, stop)
         if isinstance(got, fr.Skip):
             self._count_skip(got, frame)
             return None
-        return (
-            got.key,
-            got.tcp,
-            got.tcp_len,
-            got.complete,
-            got.sport,
-            got.dport,
-            got.seq,
-            got.ack,
-            got.thl,
-            got.flags,
-            got.window,
-            got.checksum,
-        )
+        return (got.key, got.tcp, got.tcp_len, got.complete, got.seq, got.ack, got.thl, got.flags, got.window)
 
     def _direction_hint(self, buf: bytes, linktype: int, start: int, key: bytes, v6: bool) -> None:
         """A Linux cooked capture says which packets the capturing host sent."""
@@ -421,14 +479,14 @@ class Engine:
         frame: int,
         flags: int,
         seq: int,
-        sport: int,
-        dport: int,
         v6: bool,
     ) -> tuple[Conn, int]:
         """A connection for the first segment of a 4-tuple, or a new incarnation of one (a SYN
         with another ISN). The originator is the sender, unless the segment is a SYN,ACK."""
         n = 16 if v6 else 4
         src, dst = key[:n], key[n : 2 * n]
+        sport = (key[2 * n] << 8) | key[2 * n + 1]
+        dport = (key[2 * n + 2] << 8) | key[2 * n + 3]
         rkey = dst + src + key[2 * n + 2 : 2 * n + 4] + key[2 * n : 2 * n + 2]
         flipped = flags & (_SYN | _ACK) == (_SYN | _ACK)
         keys = (rkey, key) if flipped else (key, rkey)
@@ -501,7 +559,6 @@ class Engine:
         flags: int,
         win: int,
         thl: int,
-        csum: int,
         key: bytes,
     ) -> None:
         st = self.stats
@@ -512,7 +569,7 @@ class Engine:
         elif self.opt.checksums != "off" and (
             self.opt.checksums == "all" or flags & _CONTROL or fwd.packets < _SAMPLED
         ):
-            self._checksum(conn, side, buf, tcp, tcp_len, csum, key)
+            self._checksum(conn, side, buf, tcp, tcp_len, key)
         plen = tcp_len - thl
         options = buf[tcp + 20 : tcp + thl] if thl > 20 else b""
         bits = conn.segment(side, ts, frame, flen, seq, ack, flags, win, plen, options)
@@ -544,9 +601,10 @@ class Engine:
             z.count(not is_orig, "G")  # a gap in the data the other side sent
 
     def _checksum(
-        self, conn: Conn, side: int, buf: bytes, tcp: int, tcp_len: int, csum: int, key: bytes
+        self, conn: Conn, side: int, buf: bytes, tcp: int, tcp_len: int, key: bytes
     ) -> None:
         n = len(key) - 4
+        csum = (buf[tcp + 16] << 8) | buf[tcp + 17]  # the TCP header was captured whole
         state = fr.checksum_state(buf, tcp, tcp_len, key[:n], csum)
         if state == fr.CHECKSUM_OK:
             return
@@ -606,9 +664,7 @@ class Engine:
         if not (a.fin and b.fin):
             return False
         states = (conn.tracker.state(0)[0], conn.tracker.state(1)[0])
-        return all(
-            s is None or s.value in ("TIME-WAIT", "CLOSED", "LAST-ACK", "CLOSING") for s in states
-        ) and any(s is not None and s.value in ("TIME-WAIT", "CLOSED") for s in states)
+        return all(s is None or s in _CLOSING_DOWN for s in states) and any(s in _CLOSED for s in states)
 
     # -- finishing ---------------------------------------------------------------------------
 
@@ -633,7 +689,7 @@ class Engine:
         if isinstance(newer, Conn) and newer.older is conn:
             newer.older = None
         result = build_result(conn, end_time, self.opt.msl)
-        tw = [c for c in result.states[0] + result.states[1] if c.state.value == "TIME-WAIT"]
+        tw = [c for c in result.states[0] + result.states[1] if c.state is State.TIME_WAIT]
         if tw:
             side = 0 if tw[0] in result.states[0] else 1
             for k in conn.keys:
@@ -646,8 +702,14 @@ class Engine:
     def finish(self) -> CaptureStats:
         """Finalize every connection still open (at the time of the last frame)."""
         end = self.stats.last if self.stats.last is not None else 0.0
-        for conn in sorted(self.open.values(), key=lambda c: c.id):
-            self._finalize(conn, end)
+        enabled = gc.isenabled()
+        gc.disable()  # as in run(): the results of thousands of connections at once
+        try:
+            for conn in sorted(self.open.values(), key=lambda c: c.id):
+                self._finalize(conn, end)
+        finally:
+            if enabled:
+                gc.enable()
         return self.stats
 
 
@@ -715,7 +777,7 @@ def _closed_first(conn: Conn) -> int | None:
     firsts = []
     for side in (0, 1):
         for c in changes[side].changes:
-            if c.cause is not None and c.cause.name == "CLOSE":
+            if c.cause is Cause.CLOSE:
                 firsts.append((c.t, side))
                 break
     return min(firsts)[1] if firsts else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from synack.analyze.model import ConnectionResult, Finding, Severity
+from synack.core.records import State
 
 if TYPE_CHECKING:
     from synack.analyze.conn import Conn
@@ -40,6 +41,9 @@ class Thresholds:
     time_wait: int = 10  # connections one end closed first (TIME-WAIT there)
 
 
+_DEFAULT: Final = Thresholds()
+
+
 def _frames(*numbers: int) -> str:
     shown = [str(n) for n in numbers if n]
     return ("frame " if len(shown) == 1 else "frames ") + ", ".join(shown) if shown else ""
@@ -57,7 +61,7 @@ def connection_findings(
     r: ConnectionResult, conn: Conn, msl: float, th: Thresholds | None = None
 ) -> list[Finding]:
     """The findings about one connection."""
-    th = th or Thresholds()
+    th = th or _DEFAULT
     out: list[Finding] = []
     for check in (
         _close_wait,
@@ -79,9 +83,9 @@ def _close_wait(r: ConnectionResult, conn: Conn, msl: float, th: Thresholds) -> 
     for side in (0, 1):
         changes = r.states[side]
         for k, c in enumerate(changes):
-            if c.state.value != "CLOSE-WAIT" or (k and changes[k - 1].state.value == "CLOSE-WAIT"):
+            if c.state is not State.CLOSE_WAIT or (k and changes[k - 1].state is State.CLOSE_WAIT):
                 continue
-            nxt = next((d for d in changes[k + 1 :] if d.state.value != "CLOSE-WAIT"), None)
+            nxt = next((d for d in changes[k + 1 :] if d.state is not State.CLOSE_WAIT), None)
             end, who, peer = r.endpoint(side), r.endpoint(side), r.endpoint(1 - side)
             if nxt is None:
                 until = r.extras.get("until", r.end)
@@ -362,7 +366,7 @@ class Aggregate:
                 ports = self.failed_ports.setdefault(scan_key, set())
                 if len(ports) < 10_000:
                     ports.add(r.resp[1])
-        if r.closed_first is not None and any(c.state.value == "TIME-WAIT" for c in r.states[r.closed_first]):
+        if r.closed_first is not None and any(c.state is State.TIME_WAIT for c in r.states[r.closed_first]):
             side = "originator" if r.closed_first == 0 else "responder"
             _bounded_add(self.closed_first, f"{(r.orig, r.resp)[r.closed_first][0]}|{side}")
 

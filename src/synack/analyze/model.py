@@ -90,7 +90,6 @@ def arrow_of(src: State | None, dst: State, cause: Cause | None) -> Transition |
     return _ARROWS.get((src, dst, cause))
 
 
-@dataclass(frozen=True, slots=True)
 class StateChange:
     """One end of a connection entered ``state`` at ``t`` (capture time).
 
@@ -98,15 +97,68 @@ class StateChange:
     it arrived (or from a timer the capture cannot see); ``frame`` the frame number of the
     segment that caused it (0 for a timer); ``src`` and ``cause`` the previous state and the
     RFC 9293 event, whose arrow in the state diagram is :attr:`transition` when there is one;
-    ``note`` words for an inference that follows no arrow."""
+    ``note`` words for an inference that follows no arrow.
 
-    t: float
-    state: State
-    uncertain: bool
-    frame: int
-    src: State | None
-    cause: Cause | None
-    note: str = ""
+    A value: equal to another with the same fields, hashable, never changed once made (its
+    fields are ``Final``, which mypy checks; :meth:`but` makes a changed copy). A plain class
+    rather than a frozen dataclass because the inference makes one for every guess it shows
+    and recomputes them after every segment it reads: a frozen dataclass's ``__init__`` runs as
+    Python even when this module is compiled, and took a tenth of a compiled pass."""
+
+    __slots__ = ("cause", "frame", "note", "src", "state", "t", "uncertain")
+
+    def __init__(
+        self,
+        t: float,
+        state: State,
+        uncertain: bool,
+        frame: int,
+        src: State | None,
+        cause: Cause | None,
+        note: str = "",
+    ) -> None:
+        self.t: Final = t
+        self.state: Final = state
+        self.uncertain: Final = uncertain
+        self.frame: Final = frame
+        self.src: Final = src
+        self.cause: Final = cause
+        self.note: Final = note
+
+    def _fields(self) -> tuple[float, State, bool, int, State | None, Cause | None, str]:
+        return (self.t, self.state, self.uncertain, self.frame, self.src, self.cause, self.note)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StateChange):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[type[StateChange], tuple[object, ...]]:
+        """Pickled as its fields (compiled by mypyc, a class with an ``__init__`` that takes
+        arguments cannot be unpickled otherwise: ``--jobs`` and ``--dask`` send results
+        between processes)."""
+        return StateChange, self._fields()
+
+    def __repr__(self) -> str:
+        return (f"StateChange(t={self.t!r}, state={self.state}, uncertain={self.uncertain}, "
+                f"frame={self.frame}, src={self.src}, cause={self.cause}, note={self.note!r})")
+
+    def but(
+        self, *, uncertain: bool | None = None, src: State | None = None, note: str | None = None
+    ) -> StateChange:
+        """A copy made uncertain (or certain), from another state, or with other words."""
+        return StateChange(
+            self.t,
+            self.state,
+            self.uncertain if uncertain is None else uncertain,
+            self.frame,
+            self.src if src is None else src,
+            self.cause,
+            self.note if note is None else note,
+        )
 
     @property
     def transition(self) -> Transition | None:

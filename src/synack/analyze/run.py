@@ -8,6 +8,7 @@ damaged part-way is analysed up to the damage, and the damage is reported the sa
 
 from __future__ import annotations
 
+import gc
 import heapq
 import os
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import Any, BinaryIO
 from synack.analyze.engine import CaptureStats, Engine, Options
 from synack.analyze.findings import Aggregate
 from synack.analyze.model import ConnectionResult, Finding, Severity
-from synack.pcap import LINKTYPES, PcapError, iter_batches
+from synack.pcap import LINKTYPES, PcapError, iter_chunks
 
 __all__ = ["AnalyzeError", "Summary", "analyze"]
 
@@ -150,6 +151,7 @@ def _merge_capture(mine: CaptureStats, other: CaptureStats) -> None:
     for name in (
         "frames",
         "tcp",
+        "fast",
         "not_ip",
         "not_tcp",
         "fragments",
@@ -194,6 +196,25 @@ def analyze(
         for s in outs:
             s(r)
 
+    # The cyclic collector stays off from the first chunk to the last result (Engine.run says
+    # why): on between run() and finish() it would walk every open connection's objects once.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(paths, summary, options, sink, shard, require_tcp)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(
+    paths: Sequence[str | os.PathLike[str] | BinaryIO],
+    summary: Summary,
+    options: Options,
+    sink: Callable[[ConnectionResult], None],
+    shard: Callable[[bytes], bool] | None,
+    require_tcp: bool,
+) -> Summary:
     engine = Engine(options, sink)
     engine.shard = shard
     error = ""
@@ -201,7 +222,7 @@ def analyze(
         name = getattr(src, "name", str(src))
         try:
             size = os.path.getsize(src) if isinstance(src, (str, os.PathLike)) else None
-            batches = iter_batches(src)
+            batches = iter_chunks(src)
             engine.run(batches, size)
         except FileNotFoundError:
             error = error or f"{name}: no such file"

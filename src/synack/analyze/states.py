@@ -29,7 +29,6 @@ FIN-WAIT-2 timeout, keep-alive) are invisible; a capture only shows their silenc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
 from synack.analyze.model import StateChange, arrow_of
@@ -52,21 +51,55 @@ _ON_CLOSE: Final = {S.ESTABLISHED: S.FIN_WAIT_1, S.SYN_RECEIVED: S.FIN_WAIT_1, S
 _MAX_CHANGES: Final = 200  # a pathological connection cycling through states: keep the first ones
 
 
-@dataclass(frozen=True, slots=True)
 class Seg:
     """What the inference reads of one segment: capture time and frame number, the control
     bits, the sequence number, the acknowledgment (None without the ACK bit), SEG.LEN and the
     payload length; ``again``: it repeats octets sent before, and whether an earlier copy
-    reached the receiver first is not known."""
+    reached the receiver first is not known.
 
-    t: float
-    frame: int
-    flags: int
-    seq: int
-    ack: int | None
-    seg_len: int
-    plen: int
-    again: bool = False  # a copy of octets sent before, not known whether an earlier copy arrived
+    A value, never changed once made (:meth:`but` makes a changed copy). A plain class, not a
+    frozen dataclass: one is made per segment the inference reads, and a frozen dataclass's
+    ``__init__`` (Python, ``object.__setattr__`` per field) cost more than the rest of its
+    reading, in both forms (compiled by mypyc it is still that Python ``__init__``)."""
+
+    __slots__ = ("ack", "again", "flags", "frame", "plen", "seg_len", "seq", "t")
+
+    def __init__(
+        self,
+        t: float,
+        frame: int,
+        flags: int,
+        seq: int,
+        ack: int | None,
+        seg_len: int,
+        plen: int,
+        again: bool = False,
+    ) -> None:
+        self.t = t
+        self.frame = frame
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.seg_len = seg_len
+        self.plen = plen
+        self.again = again  # a copy of octets sent before, not known whether an earlier copy arrived
+
+    def but(self, *, flags: int = -1, no_ack: bool = False, again: bool = False) -> Seg:
+        """A copy with other control bits, without its acknowledgment, or marked ``again``."""
+        return Seg(
+            self.t,
+            self.frame,
+            self.flags if flags < 0 else flags,
+            self.seq,
+            None if no_ack else self.ack,
+            self.seg_len,
+            self.plen,
+            self.again or again,
+        )
+
+    def __repr__(self) -> str:
+        return (f"Seg(t={self.t!r}, frame={self.frame}, flags={self.flags:#x}, seq={self.seq}, "
+                f"ack={self.ack}, seg_len={self.seg_len}, plen={self.plen}, again={self.again})")
 
     @property
     def end(self) -> int:
@@ -358,18 +391,18 @@ class StateTracker:
                 # TIME-WAIT.
                 if not seg.flags & FIN:
                     return
-                seg = replace(seg, ack=None)
+                seg = seg.but(no_ack=True)
             else:
                 # The earlier copies may all have been lost: this one may be the first to arrive,
                 # and then its ACK counts. Which is not known (see _apply).
-                seg = replace(seg, again=True)
+                seg = seg.but(again=True)
         if self.local(side) and (not seg.flags & FIN or self._in_order(side, seg)):
             self._apply(side, e, seg, seg, False)
         elif self.local(side) and seg.ack is not None:
             # A FIN beyond a hole, where the capture is: its ACK counts at once (the segment is in
             # the window), its FIN waits for the hole to fill.
-            self._apply(side, e, replace(seg, flags=seg.flags & ~FIN), seg, False)
-            e.pending.append(replace(seg, ack=None))
+            self._apply(side, e, seg.but(flags=seg.flags & ~FIN), seg, False)
+            e.pending.append(seg.but(no_ack=True))
         else:
             last = e.pending[-1] if e.pending else None
             if (
@@ -490,7 +523,7 @@ class StateTracker:
         if receipt.again and receipt.ack is not None:
             # A proof that octets arrived proves that one copy of them did, not which: if an
             # earlier copy came first, this one was an old duplicate and its ACK moved nothing.
-            dup = self._arrive(side, e, e.confirmed, replace(receipt, ack=None), keep=False)
+            dup = self._arrive(side, e, e.confirmed, receipt.but(no_ack=True), keep=False)
             other = dup[-1][0] if dup else e.confirmed
         steps = self._arrive(side, e, e.confirmed, receipt, keep=True)
         if not steps:
@@ -683,7 +716,7 @@ class StateTracker:
         first = StateChange(
             t, S.LISTEN, False, 0, None, C.PASSIVE_OPEN, "it answered a SYN: it was listening"
         )
-        x.firm = [first] + [replace(c, src=S.LISTEN) if k == 0 else c for k, c in enumerate(x.firm)]
+        x.firm = [first] + [c.but(src=S.LISTEN) if k == 0 else c for k, c in enumerate(x.firm)]
 
     def _sent_other(self, side: int, x: _End, seg: Seg) -> None:
         if x.confirmed is None:
@@ -822,7 +855,7 @@ class StateTracker:
         uncertain, and it was CLOSED, at the latest, when it answered."""
         first = [c for c in x.firm if c.state is S.CLOSED][:1]
         note = "or it never sent that SYN: an old duplicate"
-        x.firm = first + [replace(c, uncertain=True, note=c.note or note) for c in x.firm[len(first):]]
+        x.firm = first + [c.but(uncertain=True, note=c.note or note) for c in x.firm[len(first):]]
         x.tentative = []
         x.pending = []
         x.iss = None
@@ -907,4 +940,4 @@ class StateTracker:
     def revise_uncertain(self, side: int, since: float) -> None:
         """Make every change of ``side`` after ``since`` uncertain (the end may have crashed)."""
         e = self.ends[side]
-        e.firm = [replace(c, uncertain=True) if c.t > since else c for c in e.firm]
+        e.firm = [c.but(uncertain=True) if c.t > since else c for c in e.firm]

@@ -36,16 +36,17 @@ else:
 __all__ = ["compiled_modules", "mypyc_attr", "picklable_frozen_dataclasses"]
 
 
-def compiled_modules() -> tuple[str, ...]:
-    """The modules of ``synack.core`` imported so far that run compiled (C extension modules),
-    in name order; empty when the core runs as Python."""
-    prefix = __name__.rpartition(".")[0]
+def compiled_modules(package: str = "") -> tuple[str, ...]:
+    """The modules of ``package`` (default: ``synack.core``; ``synack`` for every compiled
+    module of the project) imported so far that run compiled (C extension modules), in name
+    order; empty when they run as Python."""
+    prefix = package or __name__.rpartition(".")[0]
     return tuple(sorted(name for name, module in list(sys.modules.items())
                         if (name == prefix or name.startswith(prefix + "."))
                         and (getattr(module, "__file__", None) or "").endswith(tuple(EXTENSION_SUFFIXES))))
 
 
-def picklable_frozen_dataclasses() -> None:
+def picklable_frozen_dataclasses(package: str = "") -> None:
     """Make the frozen dataclasses of the compiled modules picklable and copyable again.
 
     mypyc restores a pickled or copied object attribute by attribute with ``setattr``, which a
@@ -53,8 +54,9 @@ def picklable_frozen_dataclasses() -> None:
     to another process (``synack drill -j``) or be copied. For each frozen dataclass defined in a
     compiled module of the core, copyreg is told to rebuild it the way the Python form's state
     holds it: the class called with its fields, every one of which is an ``__init__`` argument
-    (checked here). Modules that run as Python are left alone."""
-    for name in compiled_modules():
+    (checked here). Modules that run as Python are left alone. ``package`` as for
+    :func:`compiled_modules` (``synack.analyze`` and ``synack.pcap`` call it for their own)."""
+    for name in compiled_modules(package):
         module = sys.modules[name]
         for cls in list(vars(module).values()):
             # (typeshed does not declare the __dataclass_params__ that dataclasses sets)
