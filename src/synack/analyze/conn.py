@@ -23,7 +23,7 @@ from synack.analyze.zeek import ZeekConn
 from synack.core.records import Cause
 from synack.core.wire import WireError, parse_options
 
-__all__ = ["QUIET_ACK", "QUIET_DATA", "QUIET_RTT", "Conn", "Side"]
+__all__ = ["QUIET_ACK", "QUIET_DATA", "QUIET_RTT", "UNKNOWN", "Conn", "Side"]
 
 _M: Final = 0xFFFFFFFF
 _H: Final = 0x80000000
@@ -37,9 +37,14 @@ _TS_ONLY: Final = b"\x01\x01\x08\x0a"
 _MAX_TIMED: Final = 4096  # data segments waiting for their ACK, for RTT samples
 _SAMPLED: Final = 4  # checksums verified per direction in "sample" mode, besides control segments
 _OOO_DEFAULT: Final = 0.003  # Wireshark's out-of-order threshold without a handshake RTT
-QUIET_DATA: Final = (1, 4)
-QUIET_ACK: Final = (2, 8)
+# Conn.quiet's bits: a plain data segment (QUIET_DATA) or ACK (QUIET_ACK) of side s may take the
+# engine's fast path when bit ``QUIET_DATA << 2 * s`` (or ``QUIET_ACK << 2 * s``) is set; plain
+# integers, not a pair indexed by side: compiled by mypyc, a tuple indexed by a variable is
+# made into a Python tuple at every access.
+QUIET_DATA: Final = 1
+QUIET_ACK: Final = 2
 QUIET_RTT: Final = 16
+UNKNOWN: Final = -1  # a Side's sequence number, window or size not seen yet
 
 
 def _gt(a: int, b: int) -> bool:
@@ -113,12 +118,15 @@ class Side:
 
     def __init__(self) -> None:
         self.base: int | None = None
-        self.nextseq: int | None = None
+        # Sequence numbers, windows and sizes not known yet are UNKNOWN (-1), not None: compiled
+        # by mypyc, an ``int | None`` field is a Python object, boxed at every store and compared
+        # as objects (the fast path reads and writes several per packet).
+        self.nextseq = UNKNOWN
         self.nextseq_t = 0.0
-        self.maxseqtobeacked: int | None = None
-        self.lastack: int | None = None
+        self.maxseqtobeacked = UNKNOWN
+        self.lastack = UNKNOWN
         self.lastack_t = 0.0
-        self.window: int | None = None
+        self.window = UNKNOWN
         self.win_scale = -1  # -1 unknown (no SYN seen), -2 not in use, else the shift
         self.dupacks = 0
         self.lastflags = 0
@@ -133,9 +141,9 @@ class Side:
         self.ws_option: int | None = None
         self.sack_ok = self.ts_ok = False
         self.seg_n = self.win_sum = 0
-        self.seg_min: int | None = None
+        self.seg_min = UNKNOWN
         self.seg_max = 0
-        self.win_min: int | None = None
+        self.win_min = UNKNOWN
         self.win_max = 0
         self.first: float | None = None
         self.last = 0.0
@@ -147,8 +155,8 @@ class Side:
         self.timed: deque[tuple[int, float, bool]] = deque()  # (end seq, sent at, retransmitted)
         self.fin_seq: int | None = None
         self.syn_t: float | None = None
-        self.contig: int | None = None
-        self.contig_before: int | None = None  # ``contig`` before the segment being analysed
+        self.contig = UNKNOWN
+        self.contig_before = UNKNOWN  # ``contig`` before the segment being analysed
         self.last_frame = 0
         self.prev_frame = 0  # the frame and time of the segment this side sent before the current one
         self.prev_t = 0.0
@@ -158,7 +166,7 @@ class Side:
         """Record that [seq, end) was seen: ``contig`` is the end of what was seen without a
         hole (at most 64 ranges beyond a hole are remembered; more and the oldest are dropped)."""
         cur = self.contig
-        if cur is None or seq == cur or (_ge(cur, seq) and _gt(end, cur)):
+        if cur == UNKNOWN or seq == cur or (_ge(cur, seq) and _gt(end, cur)):
             self.contig = end
             if self.holes:
                 self._fill()
@@ -172,7 +180,6 @@ class Side:
         while again and self.holes:
             again = False
             cur = self.contig
-            assert cur is not None
             for k, (start, end) in enumerate(self.holes):
                 if _ge(cur, start):
                     if _gt(end, cur):
@@ -213,10 +220,10 @@ class Side:
             window_scale=self.ws_option,
             sack_permitted=self.sack_ok,
             timestamps=self.ts_ok,
-            segment_min=self.seg_min,
+            segment_min=None if self.seg_min == UNKNOWN else self.seg_min,
             segment_max=self.seg_max if self.seg_n else None,
             segment_avg=self.payload_bytes / self.seg_n if self.seg_n else None,
-            window_min=self.win_min,
+            window_min=None if self.win_min == UNKNOWN else self.win_min,
             window_max=self.win_max if win_n else None,
             window_avg=self.win_sum / win_n if win_n else None,
             first=self.first,
@@ -289,7 +296,7 @@ class Conn:
         self.keys = keys
         self.addrs = addrs
         self.ports = ports
-        self.sides = (Side(), Side())
+        self.sides = [Side(), Side()]  # a list: see QUIET_DATA
         self.start = t
         self.last_t = t
         self.first_frame = frame
@@ -325,8 +332,9 @@ class Conn:
         self.longest_chain: list[tuple[int, int, float, float]] = [(0, 0, 0.0, 0.0), (0, 0, 0.0, 0.0)]
         # Unacknowledged octets in each direction when a RST was sent (None: no RST).
         self.rst_pending: tuple[int, int, int, float, int] | None = None
-        # Which plain segments may take the engine's fast path (see Engine._batch): QUIET_DATA[side],
-        # QUIET_ACK[side], and QUIET_RTT while the handshake RTTs are still to be measured.
+        # Which plain segments may take the engine's fast path (see Engine._batch): QUIET_DATA and
+        # QUIET_ACK shifted by 2 × side, and QUIET_RTT while the handshake RTTs are still to be
+        # measured.
         self.quiet = 0
 
     # -- one packet --------------------------------------------------------------------------
@@ -430,7 +438,7 @@ class Conn:
         """How much data was unacknowledged in each direction when the first RST was sent."""
         out = []
         for s, r in ((self.sides[side], self.sides[1 - side]), (self.sides[1 - side], self.sides[side])):
-            if s.nextseq is None or r.lastack is None:
+            if s.nextseq == UNKNOWN or r.lastack == UNKNOWN:
                 out.append(0)
             else:
                 out.append(max((s.nextseq - r.lastack) & _M if not (s.nextseq - r.lastack) & _H else 0, 0))
@@ -509,16 +517,16 @@ class Conn:
             fwd.base = seq if flags & _SYN else (seq - 1) & _M
         nextseq = fwd.nextseq
         control = flags & _CONTROL
-        if plen == 1 and nextseq is not None and seq == nextseq and rev.window == 0:
+        if plen == 1 and seq == nextseq and rev.window == 0:
             bits = m.ZERO_WINDOW_PROBE
         else:
             bits = self._flags_before(fwd, rev, seq, ack, control, win, plen)
         if ack != fwd.lastack:
             fwd.dupacks = 0
-        if flags & _ACK and rev.maxseqtobeacked is not None and _gt(ack, rev.maxseqtobeacked):
+        if flags & _ACK and rev.maxseqtobeacked != UNKNOWN and _gt(ack, rev.maxseqtobeacked):
             # This ACK covers data the capture never showed. The boundary jumps to what was
             # seen, so one missing segment is reported once.
-            if rev.nextseq is not None and _gt(rev.maxseqtobeacked, rev.nextseq):
+            if rev.nextseq != UNKNOWN and _gt(rev.maxseqtobeacked, rev.nextseq):
                 rev.maxseqtobeacked = rev.nextseq
                 bits |= m.ACK_LOST_SEGMENT
             else:
@@ -530,14 +538,14 @@ class Conn:
         end = (seq + plen + (1 if flags & (_SYN | _FIN) else 0)) & _M
         fwd.contig_before = fwd.contig
         if end != seq and not flags & _RST:
-            if fwd.contig is None and not flags & _SYN:
+            if fwd.contig == UNKNOWN and not flags & _SYN:
                 fwd.contig = seq
             fwd.advance_contig(seq, end)
-        if nextseq is None or _gt(end, nextseq):
+        if nextseq == UNKNOWN or _gt(end, nextseq):
             if not bits & m.ZERO_WINDOW_PROBE:
                 fwd.nextseq = end
                 fwd.nextseq_t = t
-        if fwd.maxseqtobeacked is None or seq == fwd.maxseqtobeacked:
+        if fwd.maxseqtobeacked == UNKNOWN or seq == fwd.maxseqtobeacked:
             if not bits & m.ZERO_WINDOW_PROBE:
                 fwd.maxseqtobeacked = fwd.nextseq
         fwd.window = win
@@ -556,19 +564,19 @@ class Conn:
         nextseq = fwd.nextseq
         if win == 0 and not control:
             bits |= m.ZERO_WINDOW
-        if nextseq is not None and _gt(seq, nextseq) and not control & _RST:
+        if nextseq != UNKNOWN and _gt(seq, nextseq) and not control & _RST:
             bits |= m.LOST_SEGMENT
-        if nextseq is not None and plen <= 1 and seq == (nextseq - 1) & _M and not control:
+        if nextseq != UNKNOWN and plen <= 1 and seq == (nextseq - 1) & _M and not control:
             bits |= m.KEEP_ALIVE
-        same = plen == 0 and nextseq is not None and seq == nextseq and ack == fwd.lastack and not control
+        same = plen == 0 and seq == nextseq and ack == fwd.lastack and not control
         if same and win and win != fwd.window:
             bits |= m.WINDOW_UPDATE
         if (
             plen
             and not control
             and rev.win_scale != -1
-            and rev.lastack is not None
-            and rev.window is not None
+            and rev.lastack != UNKNOWN
+            and rev.window != UNKNOWN
         ):
             edge = (rev.lastack + rev.scaled(rev.window)) & _M
             if (seq + plen) & _M == edge:
@@ -586,13 +594,13 @@ class Conn:
     def _retransmission(self, fwd: Side, rev: Side, t: float, seq: int, flags: int, plen: int) -> int:
         """One of spurious retransmission, fast retransmission, out-of-order, retransmission."""
         nextseq = fwd.nextseq
-        if seq == nextseq and not (plen and rev.lastack and not (rev.lastack - seq - plen) & _H):
+        if seq == nextseq and not (plen and rev.lastack > 0 and not (rev.lastack - seq - plen) & _H):
             return 0  # new data in order: none of them (the common case, decided at once)
-        behind = nextseq is not None and _gt(nextseq, seq)
-        if plen > 1 and nextseq is not None and (nextseq - 1) & _M == seq:
+        behind = nextseq != UNKNOWN and _gt(nextseq, seq)
+        if plen > 1 and nextseq != UNKNOWN and (nextseq - 1) & _M == seq:
             behind = False
         # tshark marks a fast or spurious retransmission as a retransmission too (both fields).
-        if plen and rev.lastack and _ge(rev.lastack, (seq + plen) & _M):
+        if plen and rev.lastack > 0 and _ge(rev.lastack, (seq + plen) & _M):
             return m.SPURIOUS_RETRANSMISSION | m.RETRANSMISSION
         if behind and rev.dupacks >= 2 and rev.lastack == seq and t - rev.lastack_t < 0.02:
             return m.FAST_RETRANSMISSION | m.RETRANSMISSION
@@ -660,7 +668,7 @@ class Conn:
         if not flags & _RST:
             w = fwd.scaled(win)
             fwd.win_sum += w
-            if fwd.win_min is None or w < fwd.win_min:
+            if fwd.win_min == UNKNOWN or w < fwd.win_min:
                 fwd.win_min = w
             if w > fwd.win_max:
                 fwd.win_max = w
@@ -671,7 +679,7 @@ class Conn:
         self.payload_seen = True
         fwd.payload_bytes += plen
         fwd.seg_n += 1
-        if fwd.seg_min is None or plen < fwd.seg_min:
+        if fwd.seg_min == UNKNOWN or plen < fwd.seg_min:
             fwd.seg_min = plen
         if plen > fwd.seg_max:
             fwd.seg_max = plen
@@ -715,9 +723,9 @@ class Conn:
             if sampled and self.sides[side].packets < _SAMPLED:
                 continue
             if z.settled(side, 1):
-                q |= QUIET_DATA[side]
+                q |= QUIET_DATA << 2 * side
             if z.settled(side, 0):
-                q |= QUIET_ACK[side]
+                q |= QUIET_ACK << 2 * side
         if q and self.rtt_syn_t is not None and (self.first_rtt is None or not self.ws_rtt):
             q |= QUIET_RTT
         self.quiet = q

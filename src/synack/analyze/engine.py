@@ -12,6 +12,7 @@ memory is freed — so memory follows the connections open at once, not the file
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import struct
 import sys
@@ -23,7 +24,16 @@ from typing import Final, TextIO
 
 from synack.analyze import frames as fr
 from synack.analyze import model as m
-from synack.analyze.conn import _MAX_TIMED, _SAMPLED, _TS_ONLY, QUIET_ACK, QUIET_DATA, QUIET_RTT, Conn
+from synack.analyze.conn import (
+    _MAX_TIMED,
+    _SAMPLED,
+    _TS_ONLY,
+    QUIET_ACK,
+    QUIET_DATA,
+    QUIET_RTT,
+    UNKNOWN,
+    Conn,
+)
 from synack.analyze.findings import connection_findings
 from synack.analyze.model import CapturePoint, ConnectionResult
 from synack.analyze.states import StateTracker
@@ -284,7 +294,7 @@ class Engine:
                 and q
                 and flags & 0x17 == _ACK
                 and win
-                and q & (QUIET_DATA[side] if plen else QUIET_ACK[side])
+                and q & ((QUIET_DATA if plen else QUIET_ACK) << 2 * side)
                 and (
                     thl == 20 or (thl == 32 and buf[tcp + 20 : tcp + 24] == _TS_ONLY and tcp + 32 <= len(buf))
                 )
@@ -300,13 +310,13 @@ class Engine:
                         seq == fwd.nextseq
                         and seq == fwd.contig
                         and not fwd.holes
-                        and (mx is None or ack == mx or (ack - mx) & _H != 0)
-                        and not (rl and not (rl - seq - plen) & _H)  # a spurious retransmission
+                        and (mx == UNKNOWN or ack == mx or (ack - mx) & _H != 0)
+                        and not (rl > 0 and not (rl - seq - plen) & _H)  # a spurious retransmission
                         and not (plen == 1 and rw == 0)  # a zero-window probe
                         and (
                             sc == -1
-                            or rl is None
-                            or rw is None
+                            or rl == UNKNOWN
+                            or rw == UNKNOWN
                             or end != (rl + (rw << sc if sc > 0 and not rev.syn_window else rw)) & _M
                         )  # window full
                     )
@@ -315,7 +325,7 @@ class Engine:
                     ok = (
                         seq == fwd.nextseq
                         and ack != fwd.lastack
-                        and (mx is None or ack == mx or (ack - mx) & _H != 0)
+                        and (mx == UNKNOWN or ack == mx or (ack - mx) & _H != 0)
                     )
                 if ok:
                     n_fast += 1
@@ -343,7 +353,7 @@ class Engine:
                     sc = fwd.win_scale
                     w = win << sc if sc > 0 else win
                     fwd.win_sum += w
-                    if fwd.win_min is None or w < fwd.win_min:
+                    if fwd.win_min == UNKNOWN or w < fwd.win_min:
                         fwd.win_min = w
                     if w > fwd.win_max:
                         fwd.win_max = w
@@ -352,12 +362,12 @@ class Engine:
                         fwd.contig = fwd.nextseq = end
                         fwd.nextseq_t = ts
                         mx = fwd.maxseqtobeacked
-                        if mx is None or mx == seq:
+                        if mx in (UNKNOWN, seq):
                             fwd.maxseqtobeacked = end
                         conn.payload_seen = True
                         fwd.payload_bytes += plen
                         fwd.seg_n += 1
-                        if fwd.seg_min is None or plen < fwd.seg_min:
+                        if fwd.seg_min == UNKNOWN or plen < fwd.seg_min:
                             fwd.seg_min = plen
                         if plen > fwd.seg_max:
                             fwd.seg_max = plen
@@ -367,7 +377,7 @@ class Engine:
                         conn.zeek.max_end[side] = end
                     else:
                         fwd.contig_before = fwd.contig
-                        if fwd.maxseqtobeacked is None:
+                        if fwd.maxseqtobeacked == UNKNOWN:
                             fwd.maxseqtobeacked = seq
                         fwd.pure_acks += 1
                     timed = rev.timed
@@ -766,9 +776,9 @@ def build_result(conn: Conn, end_time: float, msl: float) -> ConnectionResult:
         extras=_extras(conn),
     )
     findings = connection_findings(partial, conn, msl)
-    return ConnectionResult(
-        **{**{f: getattr(partial, f) for f in partial.__dataclass_fields__}, "findings": tuple(findings)}
-    )
+    if not findings:  # most connections: the result is complete already
+        return partial
+    return dataclasses.replace(partial, findings=tuple(findings))
 
 
 def _closed_first(conn: Conn) -> int | None:

@@ -28,8 +28,11 @@ FIN-WAIT-2 timeout, keep-alive) are invisible; a capture only shows their silenc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # conn imports this module; the tracker only reads its sides' fields
+    from synack.analyze.conn import Side
 
 from synack.analyze.model import StateChange, arrow_of
 from synack.core.records import Cause, State
@@ -111,17 +114,6 @@ class Seg:
         return self.seg_len > 0
 
 
-class Sent(Protocol):
-    """What the tracker reads of one direction's sequence space (a :class:`~synack.analyze.conn.Side`):
-    the end of what the capture saw of it without a hole, before and after the current segment."""
-
-    contig: int | None
-    contig_before: int | None
-    lastack: int | None
-    prev_frame: int
-    prev_t: float
-
-
 Step = tuple[State, Cause | None, str]
 """One move of an end: the state it enters, the RFC event (None for an inference that follows
 no arrow), and words for that inference."""
@@ -177,6 +169,11 @@ class _End:
         return self.firm[-1].t if self.firm else -1.0
 
 
+def _known(value: int) -> int | None:
+    """A Side's number, None when it is not known yet (conn.UNKNOWN, -1)."""
+    return None if value < 0 else value
+
+
 _MAX_PENDING: Final = 64
 _UNLESS: Final = "unless what was sent to it since had moved it"
 _PROVED_BY_FIN: Final = -1  # the peer's FIN is known to have arrived only from the end's own FIN
@@ -196,17 +193,21 @@ class StateTracker:
         local: Callable[[int], bool],
         msl: float,
         fin_wait_2: float | None = None,
-        sides: Sequence[Sent] = (),
+        sides: list[Side] | None = None,
     ) -> None:
         self.local = local
         self.msl = msl
         self.fin_wait_2 = fin_wait_2
-        self.ends = (_End(), _End())
-        self.sides = sides
+        # Lists, not pairs: compiled by mypyc, a tuple indexed by a variable is made into a
+        # Python tuple at every access.
+        self.ends = [_End(), _End()]
+        # What each end sent, as the analysis keeps it (Conn.sides): the end of what the capture
+        # saw of it without a hole, before and after the current segment, its last ACK.
+        self.sides: list[Side] = [] if sides is None else sides
         self.busy = True  # whether plain segments can still move a state (see _busy)
 
     def _contig(self, side: int) -> int | None:
-        return self.sides[side].contig if self.sides else None
+        return _known(self.sides[side].contig) if self.sides else None
 
     # -- the public interface ----------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class StateTracker:
             return True
         if self.local(1 - side):
             return False
-        before = self.sides[side].contig_before if self.sides else None
+        before = _known(self.sides[side].contig_before) if self.sides else None
         if seg.occupies and before is not None and seq_ge(before, seg.end):
             return False  # a copy of what was sent before: _receive decides
         last = y.pending[-1] if y.pending else None
@@ -381,7 +382,7 @@ class StateTracker:
     def _receive(self, side: int, e: _End, seg: Seg) -> None:
         if not self._moves(side, seg):
             return
-        before = self.sides[1 - side].contig_before if self.sides else None
+        before = _known(self.sides[1 - side].contig_before) if self.sides else None
         if seg.occupies and not seg.flags & (SYN | RST) and before is not None and seq_ge(before, seg.end):
             # A copy of what its sender had sent before. It is old where it arrives when an
             # earlier copy is known to have arrived first: seen arriving (the capture is at the
@@ -821,7 +822,10 @@ class StateTracker:
         ):
             return  # RST for an unacceptable ACK in SYN-RECEIVED: the end stays (L9)
         # The reply of a TCP with no such connection to a segment with an ACK: <SEQ=SEG.ACK><CTL=RST>
-        peer_ack = self.sides[1 - side].lastack if self.sides else (answered.ack if answered else None)
+        if self.sides:
+            peer_ack = _known(self.sides[1 - side].lastack)
+        else:
+            peer_ack = answered.ack if answered else None
         gone = not seg.flags & ACK and peer_ack is not None and seg.seq == peer_ack and state in _SYNCHRONIZED
         x.pending = []
         if gone:
