@@ -286,15 +286,16 @@ def main() -> None:
     }
     for name, (wall, cpu, rss) in best.items():
         print(
-            f"{labels[name]:<21}: {n / wall:>10,.0f} packets/s  ({wall:.2f} s wall, {cpu:.2f} s CPU = "
+            f"{labels[name]:<25}: {n / wall:>10,.0f} packets/s  ({wall:.2f} s wall, {cpu:.2f} s CPU = "
             f"{n / cpu:,.0f} packets per CPU second, peak RSS {rss / 1024:.0f} MiB)"
         )
     if tshark:
         for name in ("baseline", "synack", "compiled"):
             if name in best:
+                wall_x, cpu_x = best["tshark"][0] / best[name][0], best["tshark"][1] / best[name][1]
                 print(
-                    f"{name + ' ratio':<21}: {best['tshark'][0] / best[name][0]:.2f}x tshark's packets per "
-                    f"second (wall), {best['tshark'][1] / best[name][1]:.2f}x per CPU second"
+                    f"{labels[name] + ' ratio':<25}: {wall_x:.2f}x tshark's packets per second (wall), "
+                    f"{cpu_x:.2f}x per CPU second"
                 )
         csv_path = os.path.join(work, "synack.csv")
         with open(csv_path, "w", encoding="utf-8") as f:
@@ -302,8 +303,8 @@ def main() -> None:
         mine, theirs = synack_conversations(csv_path), tshark_conversations(tshark_text)
         alike = sum(1 for k, v in theirs.items() if k in mine and same(mine[k], v))
         print(
-            f"same conversations   : {alike:,} of tshark's {len(theirs):,} alike (frames equal each way, "
-            f"bytes to tshark's rounding; synack found {len(mine):,})"
+            f"{'same conversations':<25}: {alike:,} of tshark's {len(theirs):,} alike (frames equal each "
+            f"way, bytes to tshark's rounding; synack found {len(mine):,})"
         )
     else:
         print("tshark not installed: run scripts/setup-system.sh")
