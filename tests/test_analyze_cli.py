@@ -418,6 +418,25 @@ def test_memory_follows_open_connections_not_the_file(tmp_path: Path) -> None:
     assert summary.connections == 400 and summary.capture.peak_open <= 20  # not 400
 
 
+def test_attempt_timeout_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--attempt-timeout S`` ends an unanswered attempt after S silent seconds (a SYN sent again
+    after that is a new attempt); 0 keeps every attempt to the end; a negative or NaN value is
+    a one-line error."""
+    path = tmp_path / "again.pcap"
+    with PcapWriter(path) as w:
+        for t in (0.0, 1.0, 200.0):
+            w.write(build_packet(A, B, Segment(40000, 80, 1, None, SYN, 1000)), t)
+    counts = {}
+    for value in ("120", "0", "300"):
+        status, out, _ = run_cli(capsys, str(path), "--attempt-timeout", value, "--csv")
+        assert status == 0
+        counts[value] = len(out.strip().splitlines()) - 1
+    assert counts == {"120": 2, "0": 1, "300": 1}
+    for bad in ("-1", "nan"):
+        status, _, err = run_cli(capsys, str(path), "--attempt-timeout", bad)
+        assert status == 2 and "--attempt-timeout must be" in err and len(err.strip().splitlines()) == 1
+
+
 def test_analyze_error_carries_the_message() -> None:
     with pytest.raises(AnalyzeError, match="no such file"):
         analyze(["/nonexistent/x.pcap"], Options())

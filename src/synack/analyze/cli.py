@@ -51,6 +51,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="the MSL to assume for TIME-WAIT (2×MSL; default 30 s, Linux's 60 s TIME-WAIT)",
     )
     p.add_argument(
+        "--attempt-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="a connection attempt that never completed its handshake and shows nothing for S seconds "
+        "is over: its result is given then, and what follows on its 4-tuple is a new connection "
+        "(default 120: Linux gives up on a SYN after 127 s; 0: keep every attempt to the end)",
+    )
+    p.add_argument(
         "--local",
         action="append",
         default=[],
@@ -86,6 +95,8 @@ def _options(args: argparse.Namespace) -> Options:
         raise AnalyzeError("--msl must be positive")
     if args.jobs < 1:
         raise AnalyzeError("--jobs must be at least 1")
+    if not args.attempt_timeout >= 0:  # (a NaN fails too)
+        raise AnalyzeError("--attempt-timeout must be 0 (never) or a positive number of seconds")
     if args.conn is not None:
         keep: frozenset[int] | None = frozenset({args.conn})
         per_conn = 100_000
@@ -103,6 +114,7 @@ def _options(args: argparse.Namespace) -> Options:
             raise AnalyzeError(f"--local {addr}: not an IP address") from None
     return Options(
         msl=args.msl,
+        attempt_timeout=args.attempt_timeout or None,
         local=tuple(args.local),
         checksums=args.checksums,
         keep=keep,

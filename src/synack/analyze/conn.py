@@ -444,6 +444,12 @@ class Conn:
                 out.append(max((s.nextseq - r.lastack) & _M if not (s.nextseq - r.lastack) & _H else 0, 0))
         self.rst_pending = (side, out[0], out[1], t, frame)
 
+    def attempt(self) -> bool:
+        """Whether this is a connection attempt that never completed its handshake, as far as
+        the capture shows: no payload, and neither end known or guessed to have reached a
+        synchronized state (a connection seen from its middle is guessed ESTABLISHED)."""
+        return not self.payload_seen and not self.tracker.synchronized()
+
     def silent(self) -> dict[int, tuple[float, Cause, str]]:
         """The ends whose last segments were sent again and again unanswered: when and why
         each probably gave up, for :meth:`StateTracker.finish`."""

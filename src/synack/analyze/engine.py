@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import struct
 import sys
 import time
@@ -79,14 +80,20 @@ class Options:
     60 s, so 30 s); ``local``: addresses of the capturing host, when known; ``checksums``:
     ``sample`` (control segments and the first packets of each direction: enough to recognise
     offload), ``all`` or ``off``; ``linger``: seconds of capture time a finished connection is
-    kept for late packets; ``keep``: ids of connections whose packets are kept for a ladder
-    and a time-sequence graph (``None``: all of them, up to ``keep_packets`` each)."""
+    kept for late packets; ``attempt_timeout``: seconds of capture time after which a connection
+    attempt that never completed its handshake (:meth:`Conn.attempt`) and shows nothing more is
+    over — its result is given then, and a later packet of its 4-tuple starts a new connection
+    (Linux gives up on a SYN 127 s after sending it, 64 s after its last retransmission; None:
+    never, an attempt is then kept to the end of the capture); ``keep``: ids of connections
+    whose packets are kept for a ladder and a time-sequence graph (``None``: all of them, up
+    to ``keep_packets`` each)."""
 
     msl: float = 30.0
     fin_wait_2: float | None = 60.0
     local: tuple[str, ...] = ()
     checksums: str = "sample"
     linger: float = 10.0
+    attempt_timeout: float | None = 120.0
     keep: frozenset[int] | None = frozenset()
     keep_packets: int = 3000
     progress: bool = False
@@ -139,6 +146,7 @@ class Engine:
         self.now = 0.0
         self.tombstones: dict[bytes, tuple[float, int, int]] = {}  # key → (TIME-WAIT start, side, id)
         self._progress_at = 0.0
+        self._swept = -math.inf  # capture time of the last sweep for attempts that are over
         self.shard: Callable[[bytes], bool] | None = None  # read only the flows it accepts (--jobs)
         self.fast = True  # False: every segment takes the general path (the reference)
 
@@ -213,6 +221,7 @@ class Engine:
         sampled = self.opt.checksums == "sample"
         now = self.now
         n_fast = truncated = 0
+        attempt_over = math.inf if self.opt.attempt_timeout is None else self.opt.attempt_timeout
         # A RecordChunk's records are walked here (nothing made per record); a FrameBatch says
         # where its records are.
         frames: list[Frame] = []
@@ -275,6 +284,8 @@ class Engine:
                 key, tcp, tcp_len, complete, seq, ack, thl, off_flags, win = got4
             flags = off_flags & 0xFF
             entry = flows.get(key)
+            if entry is not None and ts - entry[0].last_t > attempt_over and self._over(entry[0]):
+                entry = None
             if entry is None and self.shard is not None and not self.shard(key):
                 continue
             if entry is None or (
@@ -391,8 +402,9 @@ class Engine:
                         on_packet(frame, conn.id, 0)
                     if linktype not in _PLAIN_LINKS:
                         self._direction_hint(buf, linktype, start, key, len(key) > 12)
-                    if not frame & 63 and self.ended:
+                    if not frame & 63:
                         self._expire(ts)
+                        self._sweep(ts)
                     continue
             self._segment(
                 conn,
@@ -414,8 +426,9 @@ class Engine:
             conn.refresh_quiet(sampled)
             if linktype not in _PLAIN_LINKS:
                 self._direction_hint(buf, linktype, start, key, len(key) > 12)
-            if not frame & 63 and self.ended:
+            if not frame & 63:
                 self._expire(ts)
+                self._sweep(ts)
         self.now = now
         st.frames = frame
         st.tcp += n_fast
@@ -433,6 +446,7 @@ class Engine:
                     st.first = frames[0][0]
             st.last = last if st.last is None or last > st.last else st.last
             self._expire(last)
+            self._sweep(st.last)
 
     def _link(self, buf: bytes, linktype: int, start: int, stop: int, frame: int) -> int | None:
         st = self.stats
@@ -709,14 +723,42 @@ class Engine:
                     del self.tombstones[k]
         self.sink(result)
 
+    def _over(self, conn: Conn) -> bool:
+        """A connection attempt silent for ``attempt_timeout`` is over: finalized (as of that
+        time) when it is, so that what follows on its 4-tuple is a new connection."""
+        timeout = self.opt.attempt_timeout
+        if timeout is None or conn.closed_at is not None or not conn.attempt():
+            return False
+        self._finalize(conn, conn.last_t + timeout)
+        return True
+
+    def _sweep(self, now: float) -> None:
+        """Finalize the connection attempts silent for ``attempt_timeout`` (a SYN flood or a scan
+        leaves one per address and port it tried), every half timeout of capture time: memory
+        follows the attempts still alive, not all the file's. The result does not depend on
+        when this runs: a packet after the timeout finds its attempt over all the same
+        (:meth:`_over`), and :meth:`finish` ends each attempt at the same time."""
+        timeout = self.opt.attempt_timeout
+        if timeout is None or now - self._swept < timeout / 2:
+            return
+        self._swept = now
+        for conn in [c for c in self.open.values() if now - c.last_t > timeout]:
+            self._over(conn)
+
     def finish(self) -> CaptureStats:
-        """Finalize every connection still open (at the time of the last frame)."""
+        """Finalize every connection still open (at the time of the last frame; an attempt
+        silent for ``attempt_timeout`` before that, when the timeout ran out)."""
         end = self.stats.last if self.stats.last is not None else 0.0
+        timeout = self.opt.attempt_timeout
         enabled = gc.isenabled()
         gc.disable()  # as in run(): the results of thousands of connections at once
         try:
             for conn in sorted(self.open.values(), key=lambda c: c.id):
-                self._finalize(conn, end)
+                if timeout is not None and end - conn.last_t > timeout and conn.closed_at is None \
+                        and conn.attempt():
+                    self._finalize(conn, conn.last_t + timeout)
+                else:
+                    self._finalize(conn, end)
         finally:
             if enabled:
                 gc.enable()

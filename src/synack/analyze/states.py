@@ -211,6 +211,19 @@ class StateTracker:
 
     # -- the public interface ----------------------------------------------------------------
 
+    def synchronized(self) -> bool:
+        """Whether either end is known or guessed to have reached a synchronized state."""
+        for e in self.ends:
+            if e.confirmed in _SYNCHRONIZED:
+                return True
+            for c in e.firm:
+                if c.state in _SYNCHRONIZED:
+                    return True
+            for c in e.tentative:
+                if c.state in _SYNCHRONIZED:
+                    return True
+        return False
+
     def _busy(self) -> bool:
         """Whether plain segments (no SYN/FIN/RST) can still move a state: some receipt awaits
         proof, or an end waits for the ACK of its SYN or FIN."""
