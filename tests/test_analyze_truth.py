@@ -504,6 +504,32 @@ def test_a_guess_dropped_later_leaves_its_time_uncertain(tmp_path: Path) -> None
     assert after and all(c.uncertain for c in after)
 
 
+def test_a_fin_older_than_ts_recent_is_dropped_by_paws_where_the_capture_is(tmp_path: Path) -> None:
+    """Captured at A, which has sent its FIN (FIN-WAIT-2). B's FIN with its last 104 octets
+    (frame 11) arrives after B's retransmission of earlier data (frame 9), sent later with a
+    newer TSval: A drops the FIN by PAWS (RFC 7323 §5.3 R1) and acknowledges only what it had
+    (frame 12, ACK 2897). A stays in FIN-WAIT-2 until B's next copy of the FIN (frame 13), and
+    only then enters TIME-WAIT. The analysis used to put A in TIME-WAIT, certain, at frame 11."""
+    run = simulate(847, "normal", 0.15, 0.05, 0.05, False)
+    assert check_against_truth(run, "A", tmp_path) == []
+    (r,) = results_of(tmp_path / "at-A.pcap", msl=1.0, local=("10.0.0.1",), fin_wait_2=None)
+    a = [(c.frame, c.text) for c in r.states[0] if c.frame]
+    assert (13, "TIME-WAIT") in a and not any(frame < 13 and text == "TIME-WAIT" for frame, text in a)
+
+
+def test_tsval_of_reads_the_timestamps_option_wherever_it_is() -> None:
+    from synack.analyze.conn import tsval_of
+
+    ts = bytes([8, 10]) + (123456789).to_bytes(4, "big") + bytes(4)
+    assert tsval_of(bytes([1, 1]) + ts) == 123456789  # NOP, NOP, Timestamps (Linux)
+    assert tsval_of(bytes([2, 4, 5, 180]) + ts + bytes([1, 1])) == 123456789  # after an MSS
+    assert tsval_of(bytes([1, 1, 4, 2]) + ts) == 123456789  # after SACK-permitted
+    assert tsval_of(bytes([2, 4, 5, 180])) == -1  # none
+    assert tsval_of(bytes([2, 0, 8, 10])) == -1  # a malformed length stops the reading
+    assert tsval_of(bytes([8, 10, 0, 0])) == -1  # cut short
+    assert tsval_of(b"") == -1
+
+
 def _sent_by(trace: Trace, host: str) -> list[Any]:
     return [
         r.parsed for r in trace.records if isinstance(r, PacketRecord) and r.kind == "send" and r.src == host

@@ -23,7 +23,7 @@ from synack.analyze.zeek import ZeekConn
 from synack.core.records import Cause
 from synack.core.wire import WireError, parse_options
 
-__all__ = ["QUIET_ACK", "QUIET_DATA", "QUIET_RTT", "UNKNOWN", "Conn", "Side"]
+__all__ = ["QUIET_ACK", "QUIET_DATA", "QUIET_RTT", "UNKNOWN", "Conn", "Side", "tsval_of"]
 
 _M: Final = 0xFFFFFFFF
 _H: Final = 0x80000000
@@ -45,6 +45,28 @@ QUIET_DATA: Final = 1
 QUIET_ACK: Final = 2
 QUIET_RTT: Final = 16
 UNKNOWN: Final = -1  # a Side's sequence number, window or size not seen yet
+
+
+def tsval_of(options: bytes) -> int:
+    """The TSval of the Timestamps option among a segment's ``options`` (RFC 7323 §3), -1 when
+    there is none or the options are malformed."""
+    if options[:4] == _TS_ONLY and len(options) >= 12:
+        return int.from_bytes(options[4:8], "big")
+    k = 0
+    while k < len(options):
+        kind = options[k]
+        if kind == 0:
+            break
+        if kind == 1:
+            k += 1
+            continue
+        if k + 1 >= len(options) or options[k + 1] < 2:
+            break
+        length = options[k + 1]
+        if kind == 8 and length == 10 and k + 10 <= len(options):
+            return int.from_bytes(options[k + 2 : k + 6], "big")
+        k += length
+    return -1
 
 
 def _gt(a: int, b: int) -> bool:
@@ -738,7 +760,10 @@ class Conn:
 
     # -- the state inference -----------------------------------------------------------------
 
-    def infer(self, side: int, t: float, frame: int, seq: int, ack: int, flags: int, plen: int) -> None:
-        """Feed one segment to the state inference."""
+    def infer(
+        self, side: int, t: float, frame: int, seq: int, ack: int, flags: int, plen: int, tsval: int = -1
+    ) -> None:
+        """Feed one segment to the state inference (``tsval``: its TSval, -1 without one)."""
         seg_len = plen + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
-        self.tracker.packet(side, Seg(t, frame, flags, seq, ack if flags & _ACK else None, seg_len, plen))
+        ack_or_none = ack if flags & _ACK else None
+        self.tracker.packet(side, Seg(t, frame, flags, seq, ack_or_none, seg_len, plen, False, tsval))

@@ -34,6 +34,7 @@ from synack.analyze.conn import (
     QUIET_RTT,
     UNKNOWN,
     Conn,
+    tsval_of,
 )
 from synack.analyze.findings import connection_findings
 from synack.analyze.model import CapturePoint, ConnectionResult
@@ -397,7 +398,9 @@ class Engine:
                     if q & QUIET_RTT:
                         conn.handshake_rtt(fwd, rev, ts)
                     if conn.tracker.busy:  # it may move a state (an arrival awaits proof)
-                        conn.infer(side, ts, frame, seq, ack, flags, plen)
+                        # (thl 32 here is NOP, NOP, Timestamps: TSval after the first 4 bytes)
+                        tsval = int.from_bytes(buf[tcp + 24 : tcp + 28], "big") if thl == 32 else -1
+                        conn.infer(side, ts, frame, seq, ack, flags, plen, tsval)
                     if on_packet is not None:
                         on_packet(frame, conn.id, 0)
                     if linktype not in _PLAIN_LINKS:
@@ -601,8 +604,11 @@ class Engine:
             self._zeek(conn, side, flags, seq, plen, win, bits)
         elif plen:
             conn.zeek.max_end[side] = (seq + plen) & _M
+        tsval = tsval_of(options) if options else -1
         if flags & _CONTROL or conn.tracker.busy:
-            conn.infer(side, ts, frame, seq, ack, flags, plen)
+            conn.infer(side, ts, frame, seq, ack, flags, plen, tsval)
+        elif tsval >= 0:
+            conn.tracker.stamp(side, seq, flags, tsval)  # TS.Recent moves all the same (PAWS)
         if conn.extra.get("reused") and conn.packets == 1:
             bits |= m.REUSED_PORTS
             conn.flag_counts[m.REUSED_PORTS] = conn.flag_counts.get(m.REUSED_PORTS, 0) + 1

@@ -65,7 +65,7 @@ class Seg:
     ``__init__`` (Python, ``object.__setattr__`` per field) cost more than the rest of its
     reading, in both forms (compiled by mypyc it is still that Python ``__init__``)."""
 
-    __slots__ = ("ack", "again", "flags", "frame", "plen", "seg_len", "seq", "t")
+    __slots__ = ("ack", "again", "flags", "frame", "plen", "seg_len", "seq", "t", "tsval")
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class Seg:
         seg_len: int,
         plen: int,
         again: bool = False,
+        tsval: int = -1,
     ) -> None:
         self.t = t
         self.frame = frame
@@ -86,6 +87,7 @@ class Seg:
         self.seg_len = seg_len
         self.plen = plen
         self.again = again  # a copy of octets sent before, not known whether an earlier copy arrived
+        self.tsval = tsval  # its TSopt's TSval, -1 without one
 
     def but(self, *, flags: int = -1, no_ack: bool = False, again: bool = False) -> Seg:
         """A copy with other control bits, without its acknowledgment, or marked ``again``."""
@@ -98,11 +100,13 @@ class Seg:
             self.seg_len,
             self.plen,
             self.again or again,
+            self.tsval,
         )
 
     def __repr__(self) -> str:
         return (f"Seg(t={self.t!r}, frame={self.frame}, flags={self.flags:#x}, seq={self.seq}, "
-                f"ack={self.ack}, seg_len={self.seg_len}, plen={self.plen}, again={self.again})")
+                f"ack={self.ack}, seg_len={self.seg_len}, plen={self.plen}, again={self.again}, "
+                f"tsval={self.tsval})")
 
     @property
     def end(self) -> int:
@@ -138,6 +142,7 @@ class _End:
         "sent_at_peer_fin",
         "sure",
         "tentative",
+        "ts_recent",
     )
 
     def __init__(self) -> None:
@@ -153,6 +158,7 @@ class _End:
         self.last_ack_sent: int | None = None
         self.last_sent: Seg | None = None
         self.sent_at_peer_fin: int | None = None  # how far it had sent when the peer's FIN arrived
+        self.ts_recent = -1  # RFC 7323 TS.Recent, followed at an end the capture is at (-1: none)
 
     @property
     def changes(self) -> list[StateChange]:
@@ -238,6 +244,7 @@ class StateTracker:
         """Segment ``seg`` sent by ``side`` (and, perhaps, received by the other)."""
         self.advance(seg.t)
         x, y = self.ends[side], self.ends[1 - side]
+        dropped = not self.stamp(side, seg.seq, seg.flags, seg.tsval)
         if self._no_news(side, x, y, seg):
             x.last_sent = seg
             if seg.ack is not None:
@@ -250,12 +257,35 @@ class StateTracker:
         x.last_sent = seg
         if seg.ack is not None:
             x.last_ack_sent = seg.ack
-        if y.pending and self.local(1 - side):
-            self._in_order_now(1 - side, y, seg)
-        self._receive(1 - side, y, seg)
+        if not dropped:
+            if y.pending and self.local(1 - side):
+                self._in_order_now(1 - side, y, seg)
+            self._receive(1 - side, y, seg)
         self._retent(side)
         self._retent(1 - side)
         self.busy = self._busy()
+
+    def stamp(self, side: int, seq: int, flags: int, tsval: int) -> bool:
+        """A segment from ``side`` with TSval ``tsval`` (-1: no timestamp) reaches the other end:
+        False when that end is where the capture was made and drops it by PAWS (RFC 7323 §5.3
+        R1: a TSval below TS.Recent, and no RST — a copy sent before one that arrived first);
+        otherwise True, TS.Recent updated as §4.3 (2) says: SEG.TSval >= TS.Recent and
+        SEG.SEQ <= Last.ACK.sent (the last acknowledgment that end sent). The engine also calls
+        this for segments the inference does not otherwise read (a retransmission on a quiet
+        connection moves TS.Recent as much as any)."""
+        if tsval < 0 or not self.local(1 - side):
+            return True
+        y = self.ends[1 - side]
+        recent = y.ts_recent
+        if recent >= 0 and (tsval - recent) & 0x80000000:
+            return bool(flags & RST)
+        if flags & SYN:
+            y.ts_recent = tsval  # §4.3 (1): TS.Recent starts from the SYN
+            return True
+        last_ack = _known(self.sides[1 - side].lastack) if self.sides else y.last_ack_sent
+        if last_ack is None or seq_ge(last_ack, seq):
+            y.ts_recent = tsval
+        return True
 
     def _no_news(self, side: int, x: _End, y: _End, seg: Seg) -> bool:
         """Whether ``seg`` (from ``x`` to ``y``) changes nothing but what ``x`` was last seen to
