@@ -174,7 +174,10 @@ class Side:
         self.rtt_sum = self.rtt_sq = 0.0
         self.rtt_min = math.inf
         self.rtt_max = 0.0
-        self.timed: deque[tuple[int, float, bool]] = deque()  # (end seq, sent at, retransmitted)
+        # (end seq, sent at, retransmitted) of the data waiting for its ACK; made at the first
+        # data segment (an empty deque is 600 bytes, and most connections' ends send no data or
+        # never get this far: a SYN flood's attempts)
+        self.timed: deque[tuple[int, float, bool]] | None = None
         self.fin_seq: int | None = None
         self.syn_t: float | None = None
         self.contig = UNKNOWN
@@ -650,6 +653,7 @@ class Conn:
         """An ACK at ``t`` covers the oldest data ``rev`` sent that was waiting for it (the caller
         checked): the RTT of the last segment it covers, unless that one was retransmitted (Karn)."""
         timed = rev.timed
+        assert timed is not None
         pop = timed.popleft
         _end, sent, again = pop()
         while timed and not (ack - timed[0][0]) & _H:
@@ -715,11 +719,16 @@ class Conn:
         if bits & _RETRANSMITTED:
             fwd.retrans_packets += 1
             fwd.retrans_bytes += plen
-            for k, (tend, sent, _again) in enumerate(fwd.timed):
-                if _gt(tend, seq):
-                    fwd.timed[k] = (tend, sent, True)
-        elif len(fwd.timed) < _MAX_TIMED:
-            fwd.timed.append((end, fwd.last, False))
+            timed = fwd.timed
+            if timed is not None:
+                for k, (tend, sent, _again) in enumerate(timed):
+                    if _gt(tend, seq):
+                        timed[k] = (tend, sent, True)
+        else:
+            if fwd.timed is None:
+                fwd.timed = deque()
+            if len(fwd.timed) < _MAX_TIMED:
+                fwd.timed.append((end, fwd.last, False))
 
     def refresh_quiet(self, sampled: bool) -> None:
         """Which plain segments (ACK, no SYN/FIN/RST) can change nothing but counters and

@@ -384,6 +384,8 @@ class Engine:
                         if plen > fwd.seg_max:
                             fwd.seg_max = plen
                         timed = fwd.timed
+                        if timed is None:
+                            timed = fwd.timed = deque()
                         if len(timed) < _MAX_TIMED:
                             timed.append((end, ts, False))
                         conn.zeek.max_end[side] = end

@@ -87,7 +87,7 @@ class ZeekConn:
         self.flipped = False
         self.started = False
         self.saw_first = False
-        self._letters: set[str] = set()
+        self._letters = ""  # the letters written once (a string: a set costs 216 bytes a connection)
         self._counts: dict[str, int] = {}
         self._last_syn: list[int | None] = [None, None]
         self._last_fin: list[int | None] = [None, None]
@@ -111,7 +111,7 @@ class ZeekConn:
     def _once(self, is_orig: bool, letter: str) -> None:
         key = letter.upper() if is_orig else letter.lower()
         if key not in self._letters:
-            self._letters.add(key)
+            self._letters += key
             self.history.append(key)
 
     def count(self, is_orig: bool, letter: str) -> None:
