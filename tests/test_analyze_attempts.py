@@ -6,7 +6,6 @@ looks (how the file is cut into chunks), and nothing but attempts may be ended e
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -121,8 +120,3 @@ def test_an_established_connection_is_never_ended_for_being_silent(tmp_path: Pat
     results, _ = _run(path)
     assert len(results) == 1 and results[0].packets == 6
     assert results[0].extras["until"] == pytest.approx(T0 + 3602, abs=1e-6)
-
-
-def test_options_keep_attempts_to_the_end_when_asked() -> None:
-    assert Options().attempt_timeout == 120.0
-    assert dataclasses.replace(Options(), attempt_timeout=None).attempt_timeout is None

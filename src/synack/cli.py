@@ -50,7 +50,7 @@ class _Version(argparse.Action):
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line, or (``only``, a subcommand's name) the part one subcommand needs:
     ``synack analyze FILE`` does not import the simulator, the TUN driver and the drill
-    runner (a tenth of a second)."""
+    runner (about 0.14 s)."""
     import importlib
 
     parser = argparse.ArgumentParser(

@@ -122,9 +122,8 @@ _CLASSIC_MAGICS: dict[bytes, tuple[str, int]] = {
     b"\xa1\xb2\x3c\x4d": (">", _NSEC),
 }
 _PCAP_HEADER = struct.Struct("<IHHiIII")
-_RECORD_LE: Final = struct.Struct("<IIII")
-_RECORD_BE: Final = struct.Struct(">IIII")
-_PCAP_RECORD_LE = struct.Struct("<IIII")
+_PCAP_RECORD_LE: Final = struct.Struct("<IIII")  # seconds, fraction, captured length, wire length
+_PCAP_RECORD_BE: Final = struct.Struct(">IIII")
 
 # pcapng block types.  The SHB type reads the same in both byte orders.
 _SHB_TYPE_BYTES = b"\x0a\x0d\x0d\x0a"
@@ -370,13 +369,14 @@ class RecordChunk:
 
     The records start at ``data[at]``, one after the other, each a 16-byte header (seconds,
     fraction in ``unit`` per second, captured length, length on the wire; big-endian when
-    ``big``) then its captured bytes; ``offset`` is the file offset of ``data[0]`` and
-    ``linktype`` the link type of every record. The consumer walks them while a whole valid
-    header and its bytes lie before ``len(data)`` (:meth:`fits`), and sets ``at`` to where it
-    stopped: the reader carries on from there, reads on, or raises :class:`PcapError` for a bad
-    or truncated record (after the records before it were given)."""
+    ``big``; ``record`` is that header's :class:`struct.Struct`) then its captured bytes;
+    ``offset`` is the file offset of ``data[0]`` and ``linktype`` the link type of every
+    record. The consumer walks them while a whole valid header and its bytes lie before
+    ``len(data)`` (:meth:`fits`), and sets ``at`` to where it stopped: the reader carries on
+    from there, reads on, or raises :class:`PcapError` for a bad or truncated record (after the
+    records before it were given)."""
 
-    __slots__ = ("at", "big", "data", "linktype", "offset", "unit")
+    __slots__ = ("at", "big", "data", "linktype", "offset", "record", "unit")
 
     def __init__(self, data: bytes, at: int, offset: int, big: bool, unit: int, linktype: int) -> None:
         self.data = data
@@ -385,10 +385,11 @@ class RecordChunk:
         self.big = big
         self.unit = unit
         self.linktype = linktype
+        self.record = _PCAP_RECORD_BE if big else _PCAP_RECORD_LE
 
     def header(self, at: int) -> tuple[int, int, int, int]:
         """The record header at ``data[at]``: seconds, fraction, captured length, wire length."""
-        return (_RECORD_BE if self.big else _RECORD_LE).unpack_from(self.data, at)
+        return self.record.unpack_from(self.data, at)
 
     def fits(self, at: int) -> bool:
         """Whether a whole record starts at ``data[at]``, its header valid (a fraction below
@@ -402,7 +403,7 @@ class RecordChunk:
     def frames(self) -> list[Frame]:
         """Walk every record of the chunk (``at`` is left after the last): where each lies."""
         data, at, unit, linktype = self.data, self.at, self.unit, self.linktype
-        unpack = (_RECORD_BE if self.big else _RECORD_LE).unpack_from
+        unpack = self.record.unpack_from
         end = len(data)
         frames: list[Frame] = []
         append = frames.append
@@ -564,7 +565,7 @@ def _classic_chunks(window: _Window, endian: str, unit: int) -> Iterator[RecordC
         raise PcapError(f"unsupported pcap version {major}.{minor} at offset 4")
     # The upper 16 bits may carry FCS information; the link type is the lower 16.
     linktype = network & 0xFFFF
-    unpack = struct.Struct(endian + "IIII").unpack_from
+    unpack = (_PCAP_RECORD_BE if endian == ">" else _PCAP_RECORD_LE).unpack_from
     pos = _PCAP_HEADER.size
     while window.fill(pos, 16):
         data, base = window.data, window.base

@@ -21,7 +21,7 @@ from synack.analyze.model import DirectionStats
 from synack.analyze.states import Seg, StateTracker
 from synack.analyze.zeek import ZeekConn
 from synack.core.records import Cause
-from synack.core.wire import WireError, parse_options
+from synack.core.wire import Timestamps, WireError, parse_options
 
 __all__ = ["QUIET_ACK", "QUIET_DATA", "QUIET_RTT", "UNKNOWN", "Conn", "Side", "tsval_of"]
 
@@ -49,23 +49,14 @@ UNKNOWN: Final = -1  # a Side's sequence number, window or size not seen yet
 
 def tsval_of(options: bytes) -> int:
     """The TSval of the Timestamps option among a segment's ``options`` (RFC 7323 §3), -1 when
-    there is none or the options are malformed."""
-    if options[:4] == _TS_ONLY and len(options) >= 12:
-        return int.from_bytes(options[4:8], "big")
-    k = 0
-    while k < len(options):
-        kind = options[k]
-        if kind == 0:
-            break
-        if kind == 1:
-            k += 1
-            continue
-        if k + 1 >= len(options) or options[k + 1] < 2:
-            break
-        length = options[k + 1]
-        if kind == 8 and length == 10 and k + 10 <= len(options):
-            return int.from_bytes(options[k + 2 : k + 6], "big")
-        k += length
+    there is none or the options are malformed (read by the core's parser)."""
+    try:
+        parsed = parse_options(options)
+    except WireError:
+        return -1
+    for opt in parsed:
+        if isinstance(opt, Timestamps):
+            return opt.tsval
     return -1
 
 

@@ -12,6 +12,7 @@ memory is freed — so memory follows the connections open at once, not the file
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
@@ -19,7 +20,7 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
@@ -53,14 +54,12 @@ from synack.pcap import (
     link_direction,
 )
 
-__all__ = ["CaptureStats", "Engine", "Options"]
+__all__ = ["CaptureStats", "Engine", "Options", "collector_off"]
 
 # IPv4 without options, then TCP: total length, flags and fragment offset, protocol; sequence
 # and acknowledgment numbers, data offset and flags, window (the ports are read with the key,
 # the checksum only when it is checked).
 _IP4_TCP: Final = struct.Struct("!2xH2xHxB14xIIHH")
-_RECORD_LE: Final = struct.Struct("<IIII")  # a classic pcap record header (RecordChunk)
-_RECORD_BE: Final = struct.Struct(">IIII")
 _FIN: Final = 0x01
 _SYN: Final = 0x02
 _RST: Final = 0x04
@@ -73,6 +72,19 @@ _CLOSED: Final = (State.TIME_WAIT, State.CLOSED)
 _CLOSING_DOWN: Final = (State.TIME_WAIT, State.CLOSED, State.LAST_ACK, State.CLOSING)
 _PLAIN_LINKS: Final = (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_ETHERNET)  # no direction hint
 _GC_CHUNKS: Final = 64  # chunks of the file (4 MiB each) between the pass's cyclic collections
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """The cyclic garbage collector off for the block, as it was after it: the pass makes no
+    reference cycles (see :meth:`Engine.run`)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass
@@ -164,9 +176,7 @@ class Engine:
         # objects again and again (an eighth of the time, compiled), so it is off during the
         # pass, and a full collection runs every _GC_CHUNKS chunks of the file in case a cycle
         # was made after all.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with collector_off():
             for k, batch in enumerate(batches, 1):
                 self._batch(batch)
                 done = batch.offset + len(batch.data)
@@ -174,9 +184,6 @@ class Engine:
                     self._progress(started, done, size)
                 if not k % _GC_CHUNKS:
                     gc.collect()
-        finally:
-            if enabled:
-                gc.enable()
         if self.opt.progress:
             sys.stderr.write("\r\033[K")
 
@@ -232,11 +239,11 @@ class Engine:
             at = first_at = batch.at
             unit = batch.unit
             chunk_linktype = batch.linktype
-            record = (_RECORD_BE if batch.big else _RECORD_LE).unpack_from
+            record = batch.record.unpack_from
         else:
             frames = batch.frames
             at = first_at = unit = chunk_linktype = 0
-            record = _RECORD_LE.unpack_from
+            record = unpack  # (not read: a FrameBatch says where its records are)
         end_at = len(buf)
         i = 0
         n = len(frames)
@@ -757,19 +764,11 @@ class Engine:
         """Finalize every connection still open (at the time of the last frame; an attempt
         silent for ``attempt_timeout`` before that, when the timeout ran out)."""
         end = self.stats.last if self.stats.last is not None else 0.0
-        timeout = self.opt.attempt_timeout
-        enabled = gc.isenabled()
-        gc.disable()  # as in run(): the results of thousands of connections at once
-        try:
+        over = math.inf if self.opt.attempt_timeout is None else self.opt.attempt_timeout
+        with collector_off():  # as in run(): the results of thousands of connections at once
             for conn in sorted(self.open.values(), key=lambda c: c.id):
-                if timeout is not None and end - conn.last_t > timeout and conn.closed_at is None \
-                        and conn.attempt():
-                    self._finalize(conn, conn.last_t + timeout)
-                else:
+                if not (end - conn.last_t > over and self._over(conn)):
                     self._finalize(conn, end)
-        finally:
-            if enabled:
-                gc.enable()
         return self.stats
 
 

@@ -8,7 +8,6 @@ damaged part-way is analysed up to the damage, and the damage is reported the sa
 
 from __future__ import annotations
 
-import gc
 import heapq
 import os
 from collections import Counter
@@ -16,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from synack.analyze.engine import CaptureStats, Engine, Options
+from synack.analyze.engine import CaptureStats, Engine, Options, collector_off
 from synack.analyze.findings import Aggregate
 from synack.analyze.model import ConnectionResult, Finding, Severity
 from synack.pcap import LINKTYPES, PcapError, iter_chunks
@@ -198,13 +197,8 @@ def analyze(
 
     # The cyclic collector stays off from the first chunk to the last result (Engine.run says
     # why): on between run() and finish() it would walk every open connection's objects once.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_off():
         return _analyze(paths, summary, options, sink, shard, require_tcp)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _analyze(

@@ -219,16 +219,10 @@ class StateTracker:
 
     def synchronized(self) -> bool:
         """Whether either end is known or guessed to have reached a synchronized state."""
-        for e in self.ends:
-            if e.confirmed in _SYNCHRONIZED:
-                return True
-            for c in e.firm:
-                if c.state in _SYNCHRONIZED:
-                    return True
-            for c in e.tentative:
-                if c.state in _SYNCHRONIZED:
-                    return True
-        return False
+        return any(
+            e.confirmed in _SYNCHRONIZED or any(c.state in _SYNCHRONIZED for c in e.changes)
+            for e in self.ends
+        )
 
     def _busy(self) -> bool:
         """Whether plain segments (no SYN/FIN/RST) can still move a state: some receipt awaits
@@ -277,7 +271,7 @@ class StateTracker:
             return True
         y = self.ends[1 - side]
         recent = y.ts_recent
-        if recent >= 0 and (tsval - recent) & 0x80000000:
+        if recent >= 0 and not seq_ge(tsval, recent):  # (timestamps compare as sequence numbers do)
             return bool(flags & RST)
         if flags & SYN:
             y.ts_recent = tsval  # §4.3 (1): TS.Recent starts from the SYN
